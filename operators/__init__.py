@@ -9,8 +9,8 @@ Registry: ``operators.get(name)``, ``operators.names()``. This package imports t
 """
 
 from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, make_conv
-from .plain import PlainConv2d
 from .registry import get, names, register
+from .plain import PlainConv2d
 
 __all__ = [
     "ConvOperator",

@@ -77,7 +77,9 @@ class ConvSpec:
         else:
             ph, pw = _pair(padding, "padding")
             pads = (pw, pw, ph, ph)
-        return ConvSpec(in_channels, out_channels, kernel, stride_, pads, dilation_, groups, bool(bias), padding_mode)
+        return ConvSpec(
+            in_channels, out_channels, kernel, stride_, pads, dilation_, groups, bool(bias), padding_mode
+        )
 
     @staticmethod
     def from_conv(conv: nn.Conv2d) -> ConvSpec:
@@ -106,8 +108,12 @@ class ConvSpec:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Spatial output size for an input of ``height`` x ``width`` (nn.Conv2d's formula)."""
         left, right, top, bottom = self.padding
-        out_h = (height + top + bottom - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
-        out_w = (width + left + right - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        out_h = (height + top + bottom - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[
+            0
+        ] + 1
+        out_w = (width + left + right - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[
+            1
+        ] + 1
         return out_h, out_w
 
     def conv_kwargs(self) -> dict[str, Any]:
@@ -156,7 +162,9 @@ def make_conv(spec: ConvSpec, weight: torch.Tensor, bias: torch.Tensor | None) -
     kwargs["bias"] = bias is not None
     conv = nn.Conv2d(**kwargs, device=weight.device, dtype=weight.dtype)
     if tuple(conv.weight.shape) != tuple(weight.shape):
-        raise ValueError(f"collapsed weight has shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}")
+        raise ValueError(
+            f"collapsed weight has shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}"
+        )
     with torch.no_grad():
         conv.weight.copy_(weight.detach())
         if bias is not None:
@@ -206,7 +214,9 @@ class ParamSpec:
         try:
             number = int(value) if self.kind == "int" else float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{self.name} must be {'an integer' if self.kind == 'int' else 'a number'}, got {value!r}") from None
+            raise ValueError(
+                f"{self.name} must be {'an integer' if self.kind == 'int' else 'a number'}, got {value!r}"
+            ) from None
         if self.kind == "int" and isinstance(value, float) and not float(value).is_integer():
             raise ValueError(f"{self.name} must be an integer, got {value!r}")
         if not (self.low <= number <= self.high):  # type: ignore[operator]
@@ -368,4 +378,3 @@ def conv_bias_init_(bias: torch.Tensor, fan_in: int) -> torch.Tensor:
     """``nn.Conv2d``'s default bias initialization for a layer with ``fan_in`` inputs per output."""
     bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
     return nn.init.uniform_(bias, -bound, bound)
-

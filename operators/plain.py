@@ -16,9 +16,21 @@ class PlainConv2d(ConvOperator):
     name = "conv"
     summary = "plain convolution (keep the conv as it is)"
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros") -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
+        )
         s = self.spec
         self.weight = nn.Parameter(torch.empty(s.out_channels, s.in_channels // s.groups, *s.kernel_size))
         self.bias = nn.Parameter(torch.empty(s.out_channels)) if s.bias else None

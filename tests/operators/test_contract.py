@@ -20,16 +20,36 @@ from operators import ConvOperator, ConvSpec
 # (name, conv kwargs, input (N, C, H, W))
 GEOMETRIES = [
     ("dense3x3", dict(in_channels=4, out_channels=6, kernel_size=3, padding=1), (2, 4, 9, 9)),
-    ("dense3x3_even", dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, bias=False), (1, 4, 8, 10)),
-    ("dense3x3_stride2", dict(in_channels=4, out_channels=8, kernel_size=3, stride=2, padding=1), (1, 4, 11, 8)),
+    (
+        "dense3x3_even",
+        dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, bias=False),
+        (1, 4, 8, 10),
+    ),
+    (
+        "dense3x3_stride2",
+        dict(in_channels=4, out_channels=8, kernel_size=3, stride=2, padding=1),
+        (1, 4, 11, 8),
+    ),
     ("dense5x5_nopad", dict(in_channels=2, out_channels=4, kernel_size=5), (1, 2, 12, 9)),
     ("dense1x1", dict(in_channels=6, out_channels=4, kernel_size=1), (1, 6, 7, 7)),
     ("grouped", dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, groups=2), (1, 8, 9, 7)),
     ("depthwise", dict(in_channels=6, out_channels=6, kernel_size=3, padding=1, groups=6), (2, 6, 10, 10)),
-    ("depthwise5_stride2", dict(in_channels=4, out_channels=4, kernel_size=5, stride=2, padding=2, groups=4), (1, 4, 13, 12)),
+    (
+        "depthwise5_stride2",
+        dict(in_channels=4, out_channels=4, kernel_size=5, stride=2, padding=2, groups=4),
+        (1, 4, 13, 12),
+    ),
     ("dilated", dict(in_channels=4, out_channels=4, kernel_size=3, padding=2, dilation=2), (1, 4, 11, 11)),
-    ("circular", dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, padding_mode="circular"), (1, 4, 8, 8)),
-    ("reflect_same", dict(in_channels=4, out_channels=4, kernel_size=3, padding="same", padding_mode="reflect"), (1, 4, 7, 9)),
+    (
+        "circular",
+        dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, padding_mode="circular"),
+        (1, 4, 8, 8),
+    ),
+    (
+        "reflect_same",
+        dict(in_channels=4, out_channels=4, kernel_size=3, padding="same", padding_mode="reflect"),
+        (1, 4, 7, 9),
+    ),
 ]
 
 CASES = [
@@ -63,8 +83,12 @@ def _perturb_(op: ConvOperator, seed: int = 1) -> None:
             p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
         for m in op.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen, dtype=m.running_mean.dtype))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen, dtype=m.running_var.dtype))
+                m.running_mean.copy_(
+                    0.1 * torch.randn(m.running_mean.shape, generator=gen, dtype=m.running_mean.dtype)
+                )
+                m.running_var.copy_(
+                    0.5 + torch.rand(m.running_var.shape, generator=gen, dtype=m.running_var.dtype)
+                )
 
 
 def test_registry_has_every_operator():
@@ -172,7 +196,11 @@ def test_gradcheck_float64(name):
     for params in cls.example_params:
         built = _build(name, params, geometry, dtype=torch.float64)
         if built is None:
-            geometry = ("small_dw", dict(in_channels=2, out_channels=2, kernel_size=3, padding=1, groups=2), (1, 2, 5, 5))
+            geometry = (
+                "small_dw",
+                dict(in_channels=2, out_channels=2, kernel_size=3, padding=1, groups=2),
+                (1, 2, 5, 5),
+            )
             built = _build(name, params, geometry, dtype=torch.float64)
         if built is None:
             continue

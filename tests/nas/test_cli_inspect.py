@@ -1,0 +1,84 @@
+"""``nas inspect`` and ``nas ops`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nas.cli import main
+
+pytest.importorskip("torchvision")
+
+
+def run_json(capsys, *argv):
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_inspect_json_keys_and_values(capsys):
+    data = run_json(capsys, "inspect", "torchvision.models:resnet50")
+    assert (data["params"], data["flops"], data["macs"], data["acts"]) == (25557032, 4089185256, 4089184256, 11315688)
+    assert data["unknown_ops"] == {}
+    first = data["convs"][0]
+    assert first["name"] == "conv1" and first["kernel_size"] == [7, 7] and first["stride"] == [2, 2]
+    assert set(first) >= {"name", "in_channels", "out_channels", "kernel_size", "stride", "groups", "flops", "acts"}
+    assert sum(c["flops"] for c in data["convs"]) < data["flops"]  # the fc layer is counted too
+
+
+def test_inspect_model_args_and_input(capsys):
+    data = run_json(capsys, "inspect", "torchvision.models:resnet18", "--arg", "num_classes=10", "--input", "3,32,32")
+    assert data["input_shape"] == [3, 32, 32]
+    assert data["params"] == 11181642
+
+
+def test_inspect_latency(capsys):
+    data = run_json(capsys, "inspect", "torchvision.models:mobilenet_v3_small", "--input", "3,64,64", "--latency")
+    assert data["latency_ms"] > 0 and data["latency_iqr_ms"] >= 0
+
+
+def test_inspect_fvcore_cross_check(capsys):
+    data = run_json(capsys, "inspect", "torchvision.models:resnet18", "--input", "3,64,64", "--counter", "fvcore")
+    assert data["fvcore"]["macs"] == data["macs"]
+
+
+def test_inspect_table(capsys):
+    assert main(["inspect", "torchvision.models:resnet18", "--input", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "layer4.1.conv2" in out and "total" in out and "flops" in out
+
+
+def test_ops_lists_every_operator(capsys):
+    import operators
+
+    data = run_json(capsys, "ops")
+    assert list(data) == operators.names()
+    for entry in data.values():
+        assert entry["summary"] and isinstance(entry["params"], list)
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["inspect", "nofamily:whatever"], "no module named 'nofamily'"),
+        (["inspect", "torchvision.models:resnet18", "--input", "3,224"], "--input '3,224'"),
+        (["inspect", "torchvision.models:not_a_model"], "has no attribute 'not_a_model'"),
+        (["inspect", "torchvision.models:resnet18", "--arg", "colour=red"], "colour"),
+        (["inspect", "torchvision.models:resnet18", "--op", "nope"], "unknown operator 'nope'"),
+        (["inspect", "noseparator"], "expected FAMILY:CONFIG"),
+        (["inspect", "tests/nas/untraceable_model.py:build"], "leaf"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, needle):
+    result = subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "cpp_extension" not in line]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_traceback():
+    result = subprocess.run([sys.executable, "-m", "nas.cli", "--debug", "inspect", "nofamily:x"], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" in result.stderr
