@@ -35,7 +35,9 @@ def main() -> None:
     from nas.cost import count
     from nas.graph import capture
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="resnet50,efficientnet_b0,regnet_y_16gf")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cost_cpu.json"))
@@ -48,18 +50,24 @@ def main() -> None:
         model = getattr(torchvision.models, name)().eval()
         x = torch.randn(1, 3, 224, 224)
 
-        def ours():
+        def ours(model=model):
             return count(capture(model, (3, 224, 224))).macs
 
-        def fvcore():
+        def fvcore(model=model, x=x):
             with torch.no_grad():
-                analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+                analysis = (
+                    FlopCountAnalysis(model, x)
+                    .unsupported_ops_warnings(False)
+                    .uncalled_modules_warnings(False)
+                )
                 return analysis.total()
 
         ours_s, fvcore_s = _median_seconds(ours, args.repeats), _median_seconds(fvcore, args.repeats)
         rows.append(dict(model=name, ours_ms=round(ours_s * 1e3, 1), fvcore_ms=round(fvcore_s * 1e3, 1),
                          ratio=round(ours_s / fvcore_s, 3)))  # fmt: skip
-        print(f"{name:18s} ours {ours_s * 1e3:7.1f} ms   fvcore {fvcore_s * 1e3:7.1f} ms   ratio {ours_s / fvcore_s:.3f}")
+        print(
+            f"{name:18s} ours {ours_s * 1e3:7.1f} ms   fvcore {fvcore_s * 1e3:7.1f} ms   ratio {ours_s / fvcore_s:.3f}"
+        )
 
     result = dict(benchmark="cost", target="ours/fvcore <= 0.25 on resnet50", torch=torch.__version__,
                   machine=platform.machine(), threads=torch.get_num_threads(), rows=rows)  # fmt: skip

@@ -148,8 +148,12 @@ def _cat(tensors: Any, dim: int = 0, **kwargs: Any) -> Any:
     dim = dim % first.dim()
     shape = list(first.shape)
     for t in tensors[1:]:
-        if t.dim() != first.dim() or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != dim):
-            raise CaptureError(f"torch.cat of shapes {[tuple(t.shape) for t in tensors]} along dim {dim}: sizes differ")
+        if t.dim() != first.dim() or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != dim
+        ):
+            raise CaptureError(
+                f"torch.cat of shapes {[tuple(t.shape) for t in tensors]} along dim {dim}: sizes differ"
+            )
     shape[dim] = sum(t.shape[dim] for t in tensors)
     return _like(tuple(shape), first)
 
@@ -265,8 +269,10 @@ def _to_meta(value: Any) -> Any:
 
 def _to_real(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return torch.randn(tuple(value.shape), dtype=value.dtype) if value.is_floating_point() else torch.zeros(
-            tuple(value.shape), dtype=value.dtype
+        return (
+            torch.randn(tuple(value.shape), dtype=value.dtype)
+            if value.is_floating_point()
+            else torch.zeros(tuple(value.shape), dtype=value.dtype)
         )
     if isinstance(value, (tuple, list)):
         return type(value)(_to_real(v) for v in value)

@@ -20,27 +20,47 @@ def run_json(capsys, *argv):
 
 def test_inspect_json_keys_and_values(capsys):
     data = run_json(capsys, "inspect", "torchvision.models:resnet50")
-    assert (data["params"], data["flops"], data["macs"], data["acts"]) == (25557032, 4089185256, 4089184256, 11315688)
+    assert (data["params"], data["flops"], data["macs"], data["acts"]) == (
+        25557032,
+        4089185256,
+        4089184256,
+        11315688,
+    )
     assert data["unknown_ops"] == {}
     first = data["convs"][0]
     assert first["name"] == "conv1" and first["kernel_size"] == [7, 7] and first["stride"] == [2, 2]
-    assert set(first) >= {"name", "in_channels", "out_channels", "kernel_size", "stride", "groups", "flops", "acts"}
+    assert set(first) >= {
+        "name",
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "groups",
+        "flops",
+        "acts",
+    }
     assert sum(c["flops"] for c in data["convs"]) < data["flops"]  # the fc layer is counted too
 
 
 def test_inspect_model_args_and_input(capsys):
-    data = run_json(capsys, "inspect", "torchvision.models:resnet18", "--arg", "num_classes=10", "--input", "3,32,32")
+    data = run_json(
+        capsys, "inspect", "torchvision.models:resnet18", "--arg", "num_classes=10", "--input", "3,32,32"
+    )
     assert data["input_shape"] == [3, 32, 32]
     assert data["params"] == 11181642
 
 
 def test_inspect_latency(capsys):
-    data = run_json(capsys, "inspect", "torchvision.models:mobilenet_v3_small", "--input", "3,64,64", "--latency")
+    data = run_json(
+        capsys, "inspect", "torchvision.models:mobilenet_v3_small", "--input", "3,64,64", "--latency"
+    )
     assert data["latency_ms"] > 0 and data["latency_iqr_ms"] >= 0
 
 
 def test_inspect_fvcore_cross_check(capsys):
-    data = run_json(capsys, "inspect", "torchvision.models:resnet18", "--input", "3,64,64", "--counter", "fvcore")
+    data = run_json(
+        capsys, "inspect", "torchvision.models:resnet18", "--input", "3,64,64", "--counter", "fvcore"
+    )
     assert data["fvcore"]["macs"] == data["macs"]
 
 
@@ -80,5 +100,7 @@ def test_bad_input_exits_2_with_one_line(argv, needle):
 
 
 def test_debug_shows_traceback():
-    result = subprocess.run([sys.executable, "-m", "nas.cli", "--debug", "inspect", "nofamily:x"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "--debug", "inspect", "nofamily:x"], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "Traceback" in result.stderr

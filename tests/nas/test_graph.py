@@ -9,7 +9,16 @@ from torch import nn
 import operators
 from nas.cost import count
 from nas.errors import CaptureError, RewriteError
-from nas.graph import Ineligible, Selector, capture, conv_nodes, graph_view, rewrite, rewrite_with_operator, selector
+from nas.graph import (
+    Ineligible,
+    Selector,
+    capture,
+    conv_nodes,
+    graph_view,
+    rewrite,
+    rewrite_with_operator,
+    selector,
+)
 
 
 class Gate(nn.Module):

@@ -13,7 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from nas.cost import count
 from nas.graph import capture, conv_nodes, graph_view
 
-torchvision = pytest.importorskip("torchvision", reason="torchvision is a test dependency: pip install -e '.[test]'")
+torchvision = pytest.importorskip(
+    "torchvision", reason="torchvision is a test dependency: pip install -e '.[test]'"
+)
 
 REFERENCE = json.loads((Path(__file__).parents[2] / "tests" / "data" / "pycls_counts.json").read_text())
 
@@ -23,7 +25,10 @@ ZOO = [
     "mnasnet0_5", "convnext_tiny", "vgg11_bn", "densenet121", "shufflenet_v2_x1_0", "squeezenet1_1",
     "googlenet", "inception_v3", "alexnet",
 ]  # fmt: skip
-KWARGS = {"googlenet": dict(aux_logits=False, init_weights=False), "inception_v3": dict(aux_logits=False, init_weights=False)}
+KWARGS = {
+    "googlenet": dict(aux_logits=False, init_weights=False),
+    "inception_v3": dict(aux_logits=False, init_weights=False),
+}
 SIZE = {"inception_v3": 96}  # needs >= 75 px; everything else runs at 64 px to keep CI cheap
 
 
