@@ -17,3 +17,7 @@ class CaptureError(NasError):
 
 class RewriteError(NasError):
     """A rewrite that would change a node's output shape, or an unknown operator or parameter."""
+
+
+class DataError(NasError):
+    """A dataset that cannot be loaded: unknown name or option, missing folder or file, bad callable result."""
