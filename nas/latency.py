@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.utils.benchmark as benchmark
 from torch import nn
 
 from .errors import NasError
@@ -74,6 +74,19 @@ def _threads(count: int | None):
         torch.set_num_threads(previous)
 
 
+def _benchmark_module():
+    """torch.utils.benchmark, imported on first use; on CUDA builds without a CUDA runtime its import logs a
+    warning about CUDA_HOME that has nothing to do with the measurement, so that logger is quieted meanwhile."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.benchmark as benchmark
+    finally:
+        logger.setLevel(level)
+    return benchmark
+
+
 def measure_latency(
     model: nn.Module, input_shape: Sequence[int], settings: LatencySettings = LatencySettings()
 ) -> Latency:
@@ -94,7 +107,7 @@ def measure_latency(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
-        timer = benchmark.Timer(
+        timer = _benchmark_module().Timer(
             stmt="model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads()
         )
         measurement = timer.blocked_autorange(min_run_time=settings.min_run_time)

@@ -18,6 +18,10 @@ from ..errors import NasError
 COMMANDS = {
     "inspect": "inspect_cmd",
     "ops": "ops_cmd",
+    "scale": "scale_cmd",
+    "search": "search_cmd",
+    "validate": "validate_cmd",
+    "report": "report_cmd",
 }
 
 EPILOG = """\

@@ -1,0 +1,99 @@
+"""``nas report``: the trials of a study, its Pareto front, and plots written into the study dir."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from .common import console_for_tables, human, print_json
+
+EXAMPLES = """\
+examples:
+  nas report --study studies/convops
+  nas report --study studies/convops --json > report.json
+  nas report --study studies/convops --no-plots
+
+Writes report.html (Pareto front, optimization history, parameter importances; works offline) and one PNG
+per plot into the study directory.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="table of trials, Pareto front and plots of a study",
+        description="Summarize a study: every trial with its operators, scale, objectives and costs.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--study", required=True, metavar="DIR", help="the study directory (e.g. studies/convops)"
+    )
+    parser.add_argument(
+        "--storage", metavar="URL", help="Optuna storage URL when the study is not in DIR's journal"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-plots", action="store_true", help="do not write plots")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import study_report, write_plots
+    from ..search.study import load_existing_study
+
+    space, study = load_existing_study(Path(args.study), args.storage)
+    data = study_report(space, study)
+    plots = [] if args.no_plots else write_plots(space, study, Path(args.study))
+    if args.json:
+        data["plots"] = [str(p) for p in plots]
+        print_json(data)
+    else:
+        print_report(data, plots)
+    return 0
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else human(value)
+    return human(value) if isinstance(value, int) else str(value)
+
+
+def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
+    from ..report import operator_mix
+
+    console = console_for_tables()
+    pareto = set(data["pareto"])
+    table = Table(title=f"study {data['study']}: {len(data['trials'])} trials, objectives "
+                        + ", ".join(f"{o} ({d})" for o, d in zip(data["objectives"], data["directions"])))  # fmt: skip
+    for column in (
+        "#",
+        "state",
+        "operators",
+        "scale",
+        *data["objectives"],
+        "flops",
+        "params",
+        "acts",
+        "note",
+    ):
+        table.add_column(column, justify="left" if column in ("state", "operators", "note") else "right")
+    for trial in data["trials"]:
+        metrics = trial["metrics"]
+        values = trial["values"] or [None] * len(data["objectives"])
+        candidate = trial.get("candidate") or {}
+        note = trial.get("error", "")
+        if trial["number"] in pareto:
+            note = "Pareto front" if len(data["objectives"]) > 1 else "best"
+        table.add_row(
+            str(trial["number"]), trial["state"], operator_mix(candidate), _value(candidate.get("scale", "-")),
+            *[_value(v) if v is not None else "-" for v in values],
+            _value(metrics.get("flops", "-")), _value(metrics.get("params", "-")), _value(metrics.get("acts", "-")),
+            note,
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"Pareto front: trials {data['pareto']}" if data["pareto"] else "no completed trial yet")
+    for path in plots or []:
+        console.print(f"wrote {path}")
