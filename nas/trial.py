@@ -23,7 +23,7 @@ from .candidate import BuiltCandidate, Candidate, build_candidate
 from .cost import count
 from .deploy import collapse_operators
 from .latency import LatencySettings, measure_latency, resolve_device
-from .space.schema import COST_METRICS, Space
+from .space.schema import Space
 from .train import DeviceData, TrainPlan, to_device, train
 
 UNTRAINED_VALUE = {"accuracy": 0.0, "psnr": 0.0, "ssim": 0.0, "loss": 1e9}
@@ -121,7 +121,6 @@ def save_json(path: Path, data: Any) -> None:
 def run_trial(context: TrialContext, candidate: Candidate, trial_dir: Path | None,
               on_epoch: EpochReporter | None = None, echo: Callable[[str], None] | None = None) -> TrialOutcome:  # fmt: skip
     """Run one candidate; raises on failure (the backend records it) after writing the reason to the log."""
-    space = context.space
     log = TrialLog(trial_dir / "log.txt" if trial_dir else None, echo)
     if trial_dir is not None:
         save_json(trial_dir / "candidate.json", candidate.to_dict())
@@ -190,7 +189,3 @@ def _save(trial_dir: Path | None, metrics: dict[str, Any], built: BuiltCandidate
         torch.save(state, tmp)
         tmp.replace(trial_dir / "weights.pt")
     save_json(trial_dir / "metrics.json", metrics)
-
-
-def cost_metrics_only(space: Space) -> bool:
-    return all(o.metric in COST_METRICS for o in space.objectives)
