@@ -149,13 +149,14 @@ def _optimize(study: optuna.Study, space: Space, study_dir: Path, context: Trial
 
 
 class _StopAtTotal:
-    """Stop a worker when the study as a whole has enough finished trials."""
+    """Stop a worker when the finished trials plus those other workers are running reach the budget."""
 
     def __init__(self, total: int) -> None:
         self.total = total
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if finished_count(study) >= self.total:
+        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        if finished_count(study) + running >= self.total:
             study.stop()
 
 

@@ -114,3 +114,10 @@ def test_cli_search_and_report(tiny_space, tmp_path, capsys):
     assert [t["number"] for t in data["trials"]] == [0, 1] and data["pareto"]
     space, study = load_existing_study(study_dir)
     assert space.name == "tiny" and len(study.get_trials()) == 2
+
+
+def test_parallel_workers_share_the_study(tiny_space, tmp_path):
+    _, study = search(tiny_space(), tmp_path / "study", ["search.parallel=2", "search.trials=4"])
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["pid"] for t in trials}) == 2  # two worker processes did the work
