@@ -11,7 +11,7 @@ Registry: ``operators.get(name)``, ``operators.names()``. This package imports t
 from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, make_conv
 from .registry import get, names, register
 from .plain import PlainConv2d  # noqa: I001  (import order = registry order)
-from . import orthogonal, complex  # noqa: F401, E402
+from . import dcls, orthogonal, complex  # noqa: F401, E402
 
 __all__ = [
     "ConvOperator",
