@@ -105,38 +105,38 @@ class BuiltCandidate:
     architecture: dict[str, Any] = field(default_factory=dict)
 
 
+def _base_model(space: Space, data_input_shape: tuple[int, ...] | None) -> tuple[BuiltModel, tuple[int, ...]]:
+    built = build_model(space.model.ref, dict(space.model.kwargs))
+    shape = tuple(space.model.input or built.input_shape or data_input_shape or DEFAULT_INPUT_SHAPE)
+    return built, shape
+
+
 def build_base(
     space: Space, data_input_shape: tuple[int, ...] | None = None
 ) -> tuple[BuiltModel, fx.GraphModule, tuple[int, ...]]:
     """The space's model, captured at its input shape."""
-    built = build_model(space.model.ref, dict(space.model.kwargs))
-    shape = tuple(space.model.input or built.input_shape or data_input_shape or DEFAULT_INPUT_SHAPE)
+    built, shape = _base_model(space, data_input_shape)
     module = capture_graph(built.module, shape, leaf_modules=resolve_leaf_types(space.model.leaf_modules))
     return built, module, shape
-
-
-def _apply_scaling(
-    space: Space, built: BuiltModel, module: fx.GraphModule, shape: tuple[int, ...], factor: float
-):
-    from .scaling import scale_model
-
-    scaled = scale_model(built, factor, space.scaling.rule, shape, module=module,
-                         leaf_modules=resolve_leaf_types(space.model.leaf_modules))  # fmt: skip
-    return scaled
 
 
 def build_candidate(
     space: Space, candidate: Candidate, seed: int, data_input_shape: tuple[int, ...] | None = None
 ) -> BuiltCandidate:
-    """Build -> capture -> scale -> rewrite, deterministically for ``seed``."""
+    """Build -> scale -> capture -> rewrite, deterministically for ``seed``."""
     torch.manual_seed(seed)
-    built, module, shape = build_base(space, data_input_shape)
-    notes: list[str] = []
-    architecture: dict[str, Any] = {}
+    built, shape = _base_model(space, data_input_shape)
+    leaf_types = resolve_leaf_types(space.model.leaf_modules)
+    model, notes, architecture = built.module, [], {}
     if candidate.scale != 1.0:
-        scaled = _apply_scaling(space, built, module, shape, candidate.scale)
-        module, shape, notes = scaled.module, tuple(scaled.input_shape), list(scaled.notes)
-        architecture = dict(scaled.architecture)
+        from .scaling import scale_model
+
+        scaled = scale_model(
+            built, candidate.scale, space.scaling.rule, shape, seed=seed, leaf_modules=leaf_types
+        )
+        model, shape, notes = scaled.module, tuple(scaled.input_shape), list(scaled.notes)
+        architecture = scaled.after.as_dict()
+    module = capture_graph(model, shape, leaf_modules=leaf_types)
     groups = conv_groups(module, space)
     group_of = {node.name: group for group, nodes in groups.items() for node in nodes}
     result = None

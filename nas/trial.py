@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class TrialContext:
     val_data: DeviceData
     info: Any  # nas.data.DatasetInfo
     threads: int | None = None
+    resized: dict[tuple[int, ...], tuple[DeviceData, DeviceData]] = field(default_factory=dict)
 
     @staticmethod
     def create(space: Space, threads: int | None = None) -> TrialContext:
@@ -62,6 +63,23 @@ class TrialContext:
             space, device, to_device(train_set, device), to_device(val_set, device), info, threads
         )
 
+    def data_for(self, input_shape: tuple[int, ...]) -> tuple[DeviceData, DeviceData]:
+        """The data at a model's input resolution (scaling may change it): resized once, then cached."""
+        if tuple(input_shape) == tuple(self.info.input_shape):
+            return self.train_data, self.val_data
+        if input_shape[0] != self.info.input_shape[0]:
+            raise ValueError(
+                f"the model takes {input_shape[0]} channels, the data has {self.info.input_shape[0]}"
+            )
+        if input_shape not in self.resized:
+            size = tuple(input_shape[1:])
+            self.resized[input_shape] = tuple(
+                DeviceData(_resize(d.inputs, size), _resize(d.targets, size) if self.info.task == "denoising" else d.targets,
+                           d.augment)
+                for d in (self.train_data, self.val_data)
+            )  # fmt: skip
+        return self.resized[input_shape]
+
     def plan(self) -> TrainPlan:
         settings = self.space.train
         cuda = self.device.type == "cuda"
@@ -73,6 +91,13 @@ class TrialContext:
             channels_last=cuda if settings.channels_last is None else settings.channels_last,
             seed=settings.seed,
         )
+
+
+def _resize(images: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """(N, C, H, W) images resized to ``size`` (bilinear, antialiased when shrinking)."""
+    return torch.nn.functional.interpolate(
+        images, size=size, mode="bilinear", antialias=True, align_corners=False
+    )
 
 
 class TrialLog:
@@ -169,7 +194,8 @@ def _run(context: TrialContext, candidate: Candidate, trial_dir: Path | None, on
         if on_epoch is not None:
             on_epoch(epoch, epoch_metrics)
 
-    trained = train(built.module, context.train_data, context.val_data, context.plan(), report)
+    train_data, val_data = context.data_for(tuple(built.input_shape))
+    trained = train(built.module, train_data, val_data, context.plan(), report)
     metrics.update(trained)
     violations = _violations(space, metrics, known_only=False)
     values = [float(metrics[o.metric]) for o in space.objectives]

@@ -97,10 +97,11 @@ def _run_once(module: Any, input_shape: tuple[int, ...]) -> list[int]:
 
 
 def _print(data: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     console = console_for_tables()
-    title = f"{data['model']}  x{data['factor']:g} by {data['rule']} ({data['method']})"
+    title = escape(f"{data['model']}  x{data['factor']:g} by {data['rule']} ({data['method']})")
     table = Table(title=title)
     for column in ("", "flops", "params", "acts"):
         table.add_column(column, justify="left" if not column else "right")
@@ -125,13 +126,13 @@ def _print(data: dict[str, Any]) -> None:
         "head_width",
     ):
         if key in data:
-            console.print(f"{key:15s} {before.get(key)} -> {data[key]}")
+            console.print(escape(f"{key:15s} {before.get(key)} -> {data[key]}"))
     if data.get("stages"):
-        console.print(f"stages          {', '.join(data['stages'])}")
+        console.print(escape(f"stages          {', '.join(data['stages'])}"))
     console.print(f"input           {tuple(data['input_shape'])}")
     if "output_shape" in data:
         console.print(f"check: the scaled model runs, output shape {tuple(data['output_shape'])}")
     for note in data["notes"]:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if "out" in data:
-        console.print(f"wrote {data['out']}")
+        console.print(escape(f"wrote {data['out']}"))

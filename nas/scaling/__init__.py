@@ -5,8 +5,9 @@ families and graph-level for any captured model.
 - ``rounding``: pycls's rounding of depths, widths, group widths and resolutions.
 - ``parametric``: the built-in families' parameters scaled and rebuilt.
 - ``channel_algebra``, ``channel_groups``, ``channel_ops``, ``width``: width scaling of a graph.
-- ``depth``: stages and repeated blocks of a graph, deepened or shortened.
+- ``blocks``: stages and repeated blocks of a graph; ``depth``: deepening or shortening them.
 - ``graph_scaling``: resolution, depth and width of any captured model.
+- ``architecture``: the per-stage summary (depths, widths, group widths, resolution) before and after.
 - ``api``: ``scale_model`` -> ``ScaledModel``; ``scaled_file``: the ``--out`` file and ``load_scaled``.
 """
 

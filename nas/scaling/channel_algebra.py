@@ -67,6 +67,13 @@ class ChannelAlgebra:
     divisors: list[int] = field(default_factory=list)
     reasons: dict[int, str] = field(default_factory=dict)  # root -> why the group is fixed
 
+    def copy(self) -> ChannelAlgebra:
+        """An independent copy (plans add requirements to a copy, so one analysis serves several plans)."""
+        return ChannelAlgebra(
+            list(self.parent), list(self.original), list(self.kinds), list(self.origins), list(self.divisors),
+            dict(self.reasons),
+        )  # fmt: skip
+
     # -- atoms and groups ----------------------------------------------------------------------------------
     def new_atom(self, size: int, kind: Kind, origin: str) -> int:
         self.parent.append(len(self.parent))
@@ -198,7 +205,7 @@ class ChannelAlgebra:
                 sizes[member] = new_root * self.original[member] // base
             if base >= quantum and abs(new_root / base / width_factor - 1) > 0.25:
                 warnings.append(
-                    f"channels of {self.origins[root]} scaled by {new_root / base:.2f} instead of "
+                    f"width: channels of {self.origins[root]} scaled by {new_root / base:.2f} instead of "
                     f"{width_factor:.2f}: its group needs multiples of {step}"
                 )
         return sizes, warnings

@@ -31,8 +31,8 @@ from .channel_algebra import ChannelAlgebra, Expr, Kind
 Axes = tuple[Expr | None, ...]
 Value = Axes | list[Axes] | None
 
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass(frozen=True)
@@ -112,15 +112,15 @@ class ChannelPropagator:
     def free(self, size: int, node: fx.Node) -> Expr:
         return Expr.atom(self.algebra.new_atom(size, Kind.FREE, self.key(node)))
 
-    def same_rank(self, node: fx.Node, source: fx.Node, keep_reduced: bool = False) -> Value:
-        """Output axes equal the input's where sizes agree; a channel axis whose size changes is opaque unless
-        ``keep_reduced`` (a reduction: the output no longer depends on those channels)."""
+    def same_rank(self, node: fx.Node, source: fx.Node) -> Value:
+        """Output axes equal the input's where sizes agree (pooling changes only spatial axes); an op that changes
+        a channel axis's size is opaque."""
         shape, axes = self.shape(node), self.axes(source)
         if shape is None or len(shape) != len(axes):
             return self.opaque(node, "changes the rank of a channel tensor")
         out = []
         for size, old_size, expr in zip(shape, self.shape(source), axes, strict=True):
-            if expr is not None and size != old_size and not keep_reduced:
+            if expr is not None and size != old_size:
                 return self.opaque(node, "changes the size of a channel axis")
             out.append(expr if size == old_size else None)
         return tuple(out)
@@ -171,13 +171,13 @@ class ChannelPropagator:
             return self.opaque(node, "a module with several tensor inputs")
         source = inputs[0]
         axes = self.axes(source)
-        if type(module) in _CONVS:
+        if type(module) in CONVS:
             return self.conv(node, module, axes)
         if isinstance(module, nn.Linear):
             out = self.free(module.out_features, node)
             self.tie_reuse(node, [axes[-1], out])
             return (*axes[:-1], out)
-        if isinstance(module, (*_NORMS, nn.GroupNorm)) or (
+        if isinstance(module, (*NORMS, nn.GroupNorm)) or (
             isinstance(module, nn.PReLU) and module.num_parameters > 1
         ):
             self.tie_reuse(node, [axes[1]])
@@ -198,7 +198,8 @@ class ChannelPropagator:
             )
             return axes
         known = any(cls in MODULE_RULES for cls in type(module).__mro__)
-        if known or not any(True for _ in module.parameters()):
+        stateless = not any(True for _ in module.parameters()) and not any(True for _ in module.buffers())
+        if known or stateless:
             return self.same_rank(node, source)
         return self.opaque(node, f"unknown module type {type(module).__name__}")
 

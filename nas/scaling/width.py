@@ -17,7 +17,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .channel_groups import _CONVS, _NORMS, ChannelAnalysis
+from operators import ConvSpec
+
+from ..cost import conv_cost, linear_cost, node_cost
+from .channel_groups import CONVS, NORMS, ChannelAnalysis
 from .rounding import scale_group_width
 
 
@@ -31,14 +34,18 @@ class WidthPlan:
 
 
 def plan_widths(analysis: ChannelAnalysis, width: float, group: float) -> WidthPlan:
-    """Group-width requirements first (they depend only on ``g``), then every group's size."""
-    algebra = analysis.algebra
+    """Group-width requirements first (they depend only on ``g``), then every group's size. The analysis is not
+    changed (requirements go to a copy of its algebra), so it can serve several plans."""
+    algebra = analysis.algebra.copy()
     group_widths: dict[str, int] = {}
+    first_calls = {}
+    for node in analysis.values:
+        if node.op == "call_module":
+            first_calls.setdefault(node.target, node)
     for target, plan in analysis.conv_plans.items():
         if plan.kind != "grouped":
             continue
-        node = next(n for n in analysis.values if n.op == "call_module" and n.target == target)
-        expr = analysis.values[node.args[0]][1]
+        expr = analysis.values[first_calls[target].args[0]][1]
         if expr is None or all(algebra.is_fixed(atom) for atom in expr.atoms):
             continue
         new_width = scale_group_width(plan.group_width, group)
@@ -65,13 +72,46 @@ def _new_conv(old: nn.Module, in_channels: int, out_channels: int, groups: int, 
 def _new_groups(
     analysis: ChannelAnalysis, plan: WidthPlan, node: fx.Node, module: nn.Module, new_in: int
 ) -> int:
-    kind = analysis.conv_plans[node.target].kind
+    plan_of_conv = analysis.conv_plans.get(node.target)  # None: an opaque conv node
+    kind = plan_of_conv.kind if plan_of_conv is not None else "fixed"
     if kind == "depthwise":
         return new_in
     if kind == "grouped" and node.target in plan.group_widths:
         group_width = plan.group_widths[node.target]
         return max(1, new_in // group_width)
     return module.groups
+
+
+def conv_geometry(
+    analysis: ChannelAnalysis, plan: WidthPlan, node: fx.Node, module: nn.Module
+) -> tuple[int, int, int]:
+    """A conv node's new (in channels, out channels, groups)."""
+    new_in, new_out = axis_size(analysis, plan, node.args[0], 1), axis_size(analysis, plan, node, 1)
+    return new_in, new_out, _new_groups(analysis, plan, node, module, new_in)
+
+
+def planned_flops(analysis: ChannelAnalysis, plan: WidthPlan) -> int:
+    """The graph's flops under ``plan`` without rebuilding anything: convs and linears by ``nas.cost``'s formulas
+    at their new sizes, every other node at its current cost."""
+    module = analysis.module
+    modules = dict(module.named_modules())
+    total = 0
+    for node in module.graph.nodes:
+        leaf = modules.get(node.target) if node.op == "call_module" else None
+        shape = node.meta.get("shape")
+        if type(leaf) is nn.Conv2d and isinstance(node.args[0].meta.get("shape"), tuple):
+            new_in, new_out, groups = conv_geometry(analysis, plan, node, leaf)
+            spec = ConvSpec(
+                new_in, new_out, tuple(leaf.kernel_size), groups=groups, bias=leaf.bias is not None
+            )
+            total += conv_cost(spec, (shape[0], new_out, *shape[2:]))[0]
+        elif isinstance(leaf, nn.Linear) and isinstance(node.args[0].meta.get("shape"), tuple):
+            new_in, new_out = axis_size(analysis, plan, node.args[0], -1), axis_size(analysis, plan, node, -1)
+            total += linear_cost(new_in, leaf.bias is not None, (*shape[:-1], new_out))[0]
+        else:
+            cost = node_cost(module, node)[1]
+            total += cost[0] if cost else 0
+    return total
 
 
 def rebuilt_module(
@@ -83,9 +123,8 @@ def rebuilt_module(
     source = node.args[0] if node.args else None
     if not isinstance(source, fx.Node) or not isinstance(source.meta.get("shape"), tuple):
         return None
-    if type(module) in _CONVS:
-        new_in, new_out = axis_size(analysis, plan, source, 1), axis_size(analysis, plan, node, 1)
-        groups = _new_groups(analysis, plan, node, module, new_in)
+    if type(module) in CONVS:
+        new_in, new_out, groups = conv_geometry(analysis, plan, node, module)
         if (new_in, new_out, groups) == (module.in_channels, module.out_channels, module.groups):
             return None
         return _new_conv(module, new_in, new_out, groups, factory)
@@ -94,7 +133,7 @@ def rebuilt_module(
         if (new_in, new_out) == (module.in_features, module.out_features):
             return None
         return nn.Linear(new_in, new_out, module.bias is not None, **factory)
-    if isinstance(module, _NORMS):
+    if isinstance(module, NORMS):
         features = axis_size(analysis, plan, source, 1)
         if features == module.num_features:
             return None
@@ -118,7 +157,9 @@ def rebuilt_module(
         count = axis_size(analysis, plan, source, 1)
         if count == module.num_parameters:
             return None
-        return nn.PReLU(count, init=float(module.weight.detach().float().mean()), **factory)
+        weight = module.weight.detach()
+        init = 0.25 if weight.is_meta else float(weight.float().mean())
+        return nn.PReLU(count, init=init, **factory)
     return None
 
 
@@ -164,10 +205,16 @@ class WidthEdit:
         for path, old in self.modules.items():
             _replace(self.module, path, old)
         for target, old in self.attributes.items():
-            _set_attr(self.module, target, old, old)
+            owner_path, _, name = target.rpartition(".")
+            owner = self.module.get_submodule(owner_path) if owner_path else self.module
+            if name in owner._buffers:
+                owner._buffers[name] = old
+            else:
+                setattr(owner, name, old)
         for node, args in self.arguments.items():
             node.args = args
-        self.module.recompile()
+        if self.arguments:
+            self.module.recompile()
 
 
 def apply_widths(analysis: ChannelAnalysis, plan: WidthPlan, device: str | None = None) -> WidthEdit:
@@ -201,7 +248,8 @@ def apply_widths(analysis: ChannelAnalysis, plan: WidthPlan, device: str | None 
         args[index] = type(args[index])(new) if isinstance(args[index], (list, tuple)) else new
         edit.arguments[node] = node.args
         node.args = tuple(args)
-    module.recompile()
+    if edit.arguments:  # module swaps need no new code; changed arguments do
+        module.recompile()
     return edit
 
 
@@ -239,6 +287,6 @@ def check_sizes(module: fx.GraphModule, expected: dict[str, list[tuple[int, int]
 
 def group_width_of(module: nn.Module) -> int | None:
     """The group width of a grouped (not depthwise) conv, None otherwise."""
-    if type(module) in _CONVS and 1 < module.groups < module.in_channels:
+    if type(module) in CONVS and 1 < module.groups < module.in_channels:
         return module.in_channels // module.groups
     return None

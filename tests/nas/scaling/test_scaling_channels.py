@@ -221,3 +221,49 @@ def test_algebra_solves_proportional_groups_with_divisors():
     fixed = algebra.new_atom(10, Kind.FREE, "fixed")
     algebra.fix(Expr.atom(fixed), "kept")
     assert algebra.solve(2.0)[0][fixed] == 10
+
+
+class Hourglass(nn.Module):
+    """Two stride-2 convs, then upsampling and skip concatenations: sizes must stay divisible by 4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.down2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.down3 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.up = nn.Upsample(scale_factor=2.0)
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.down1(x)
+        b = self.down2(a)
+        return self.head(torch.cat([self.up(self.down3(b)), b], dim=1))
+
+
+def test_resolution_falls_back_to_the_total_stride():
+    # rule r: r = s^(1/2). At 4x, 64 -> 128, a multiple of 4 that runs
+    assert scale_model(Hourglass(), 4, "r", (3, 64, 64)).input_shape == (3, 128, 128)
+    # r = 1.0718: 68.6 -> 68 is a multiple of 4, but 68 -> 34 -> 17 -> 9 -> 18 != 17: multiples of the stride 8
+    result, output = scaled(Hourglass(), "r", 1.0717734625362931**2, (3, 64, 64))
+    assert result.input_shape == (3, 72, 72) and output.shape == (2, 2, 18, 18)
+
+
+class FixedHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.conv(x), 1))
+
+
+def test_a_resolution_the_model_cannot_take_is_kept_and_said():
+    result, output = scaled(FixedHead(), "dwr", 8, (3, 8, 8))
+    assert result.input_shape == (3, 8, 8) and any(
+        note.startswith("resolution: kept 8x8") for note in result.notes
+    )
+    assert (
+        result.module.conv.out_channels == 24 and result.module.fc.in_features == 24 * 64
+    )  # width still scales
+    assert output.shape == (2, 10)

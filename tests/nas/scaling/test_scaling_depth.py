@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 import torch
 
 from nas.graph import capture
 from nas.models import build_model
 from nas.scaling import scale_model
-from nas.scaling.depth import find_stages
+from nas.scaling.blocks import find_stages
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -83,3 +85,33 @@ def test_a_stage_without_repeatable_blocks_is_reported():
     scaled = scale_model(model, 2, "d", (3, 64, 64))
     assert scaled.after.depths == (1, 4, 6, 8, 6, 6, 1)
     assert sum("none can be repeated" in note for note in scaled.notes) == 2, scaled.notes
+
+
+class LoopNet(torch.nn.Module):
+    """A user's net: blocks in a ModuleList, the residual add written in the parent's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()) for _ in range(4)
+        )
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("factor,depth", [(2, 8), (0.5, 2)])
+def test_blocks_whose_residual_is_in_the_parent(factor, depth):
+    scaled = scale_model(LoopNet(), factor, "d", (3, 16, 16))
+    assert (scaled.before.depths, scaled.after.depths) == ((4,), (depth,))
+    assert (
+        sum(1 for node in scaled.module.graph.nodes if node.target is operator.add) == depth
+    )  # residuals kept
+    with torch.no_grad():
+        assert scaled.module(torch.randn(1, 3, 16, 16)).shape == (1, 10)

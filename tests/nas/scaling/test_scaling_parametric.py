@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from nas.errors import NasError
 from nas.models import build_model
@@ -14,8 +15,14 @@ from nas.scaling import scale_model
 REFERENCE = json.loads((Path(__file__).parents[2] / "data" / "pycls_counts.json").read_text())
 
 
+def meta_model(reference: str):
+    """The family model on the meta device: its costs without its weights (quick to build and to scale)."""
+    with torch.device("meta"):
+        return build_model(reference)
+
+
 def test_regnety_4gf_times_4_by_dwr_to_the_digit():
-    base = build_model("regnet:RegNetY-4.0GF")
+    base = meta_model("regnet:RegNetY-4.0GF")
     scaled = scale_model(base, 4, "dWr", materialize=False)
     after = scaled.after
     assert after.depths == (2, 7, 14, 2)
@@ -36,7 +43,7 @@ def test_resnet50_times_2_hand_computed():
     # 2048 -> 2704; group widths: 64 g = 84.4 -> 84 -> 84 / 8 = 10.5 -> 10 (half to even) -> 80, 128 -> 168,
     # 256 -> 336, 512 -> 675.6 -> 676 -> 84.5 -> 84 -> 672. Compatibility with b = 1/4: bottleneck 336 / 4 = 84
     # becomes a multiple of g = 80 -> 80 -> width 320; 1352 / 4 = 338 -> 336 -> 1344; 2704 / 4 = 676 -> 672 -> 2688.
-    scaled = scale_model(build_model("resnet:ResNet-50"), 2, "dWr", materialize=False)
+    scaled = scale_model(meta_model("resnet:ResNet-50"), 2, "dWr", materialize=False)
     assert scaled.after.depths == (3, 4, 6, 3)
     assert scaled.after.widths == (320, 672, 1344, 2688)
     assert scaled.after.group_widths == (80, 168, 336, 672)
@@ -47,7 +54,7 @@ def test_resnet50_times_2_hand_computed():
 def test_efficientnet_b0_times_4_hand_computed():
     # d = 1.1487: 4.59 -> 5 for the 4-block stage; w = 1.7411: 16 -> 24, 24 -> 40, 40 -> 72, 80 -> 136,
     # 112 -> 192, 192 -> 336, 320 -> 560; stem 32 -> 56 and head 1280 -> 2232 scale too (pycls EfficientNet).
-    scaled = scale_model(build_model("effnet:EN-B0"), 4, "dWr", materialize=False)
+    scaled = scale_model(meta_model("effnet:EN-B0"), 4, "dWr", materialize=False)
     assert scaled.after.depths == (1, 2, 2, 3, 3, 5, 1)
     assert scaled.after.widths == (24, 40, 72, 136, 192, 336, 560)
     assert (scaled.after.extra["stem_width"], scaled.after.extra["head_width"]) == (56, 2232)
@@ -56,10 +63,10 @@ def test_efficientnet_b0_times_4_hand_computed():
 
 
 def test_vgg_and_dncnn_simple_rules():
-    vgg = scale_model(build_model("vgg:VGG-16-cifar"), 4, "dWr", materialize=False)
+    vgg = scale_model(meta_model("vgg:VGG-16-cifar"), 4, "dWr", materialize=False)
     assert vgg.after.depths == (2, 2, 3, 3, 3) and vgg.after.widths == (112, 224, 448, 888, 888)
     assert vgg.after.resolution == 36  # 32 * 1.0718 / 4 = 8.57 -> 9
-    dncnn = scale_model(build_model("dncnn:DnCNN-17"), 8, "dWr", materialize=False)
+    dncnn = scale_model(meta_model("dncnn:DnCNN-17"), 8, "dWr", materialize=False)
     # the 15 middle layers: 15 * 8^0.1 = 18.47 -> 18, plus the first and last layers; 64 * 8^0.4 / 8 = 18.4 -> 144
     assert dncnn.config.depth == 20 and dncnn.config.features == 144
     assert dncnn.after.depths == (18,) and dncnn.input_shape == (1, 44, 44)
@@ -69,7 +76,7 @@ def test_vgg_and_dncnn_simple_rules():
 def test_graph_level_scaling_reproduces_the_simple_rules(reference):
     """Where the graph holds the family's structure, graph-level scaling (without flops matching) gives the
     same architecture and costs as the parametric rule: an independent check of both."""
-    base = build_model(reference)
+    base = meta_model(reference)
     parametric = scale_model(base, 8, "dWr", materialize=False)
     graph = scale_model(base, 8, "dWr", method="graph", match_flops=False)
     assert graph.method == "graph" and graph.notes == []
@@ -78,8 +85,6 @@ def test_graph_level_scaling_reproduces_the_simple_rules(reference):
 
 
 def test_scaled_model_is_built_and_runs():
-    import torch
-
     scaled = scale_model(build_model("resnet:ResNet-20-cifar"), 2, "dWr")
     assert scaled.after.depths == (3, 3, 3) and scaled.after.widths == (24, 40, 88)
     with torch.no_grad():
@@ -88,7 +93,7 @@ def test_scaled_model_is_built_and_runs():
 
 
 def test_input_override_and_errors():
-    scaled = scale_model(build_model("regnet:RegNetX-200MF"), 2, "dWr", (3, 64, 64), materialize=False)
+    scaled = scale_model(meta_model("regnet:RegNetX-200MF"), 2, "dWr", (3, 64, 64), materialize=False)
     assert scaled.input_shape == (3, 68, 68)  # 64 * 1.0353 = 66.3 -> 68
     assert scaled.costs()["ratios"]["flops"] > 1.5
     with pytest.raises(NasError, match="method"):

@@ -121,3 +121,20 @@ def test_parallel_workers_share_the_study(tiny_space, tmp_path):
     trials = study.get_trials()
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # two worker processes did the work
+
+
+def test_scaling_is_searched_before_rewriting(tiny_space, tmp_path):
+    _, study = search(
+        tiny_space("scaling: {rule: dWr, factor: [0.5, 2]}\n"), tmp_path / "study", ["search.trials=3"]
+    )
+    trials = study.get_trials()
+    assert all(t.state.name == "COMPLETE" for t in trials), [t.user_attrs.get("error") for t in trials]
+    flops = {
+        t.params["scale"]: t.values[1]
+        for t in trials
+        if t.user_attrs["candidate"]["operators"]["stage1"]["name"] == "conv"
+    }
+    scales = {t.params["scale"] for t in trials}
+    assert scales <= {0.5, 2.0}
+    if len(flops) == 2:
+        assert flops[2.0] > flops[0.5]
