@@ -114,7 +114,29 @@ def _pool_module(module: nn.Module, node: fx.Node) -> tuple[int, int, int]:
     return pool_cost(node.meta["shape"])
 
 
+def _attention_module(module: nn.MultiheadAttention, node: fx.Node) -> tuple[int, int, int]:
+    """Multi-head attention (Vaswani et al. 2017): q/k/v and output projections are linears; Q K^T and
+    softmax(.) V are matmuls of Lq x Lk x E each (summed over heads)."""
+    query, key = (
+        _arg_shape(node.args[0]),
+        _arg_shape(node.args[1] if len(node.args) > 1 else node.kwargs.get("key")),
+    )
+    batch_axis = 0 if module.batch_first else 1
+    sequence_axis = 1 - batch_axis
+    batch, length_q, length_k = query[batch_axis], query[sequence_axis], key[sequence_axis]
+    embed = module.embed_dim
+    projections = batch * (length_q * embed * embed + length_k * embed * (module.kdim + module.vdim))
+    attention = 2 * batch * length_q * length_k * embed
+    output = batch * length_q * embed * embed
+    macs = projections + attention + output
+    biases = batch * embed * (length_q + 2 * length_k) * (module.in_proj_bias is not None)
+    biases += batch * length_q * embed * (module.out_proj.bias is not None)
+    acts = batch * embed * (2 * length_q + 2 * length_k)
+    return macs + biases, macs, acts
+
+
 MODULE_COSTS: dict[type, Callable[[Any, fx.Node], tuple[int, int, int]]] = {
+    nn.MultiheadAttention: _attention_module,
     nn.Conv2d: _conv_module,
     ConvOperator: _conv_module,
     nn.Linear: _linear_module,
@@ -181,6 +203,7 @@ FREE_FUNCTIONS: set[Any] = {
     *UNARY_FUNCTIONS, *BROADCAST_FUNCTIONS, torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape,
     torch.transpose, torch.permute, torch.chunk, torch.split, torch.squeeze, torch.unsqueeze, torch.mean, torch.sum,
     operator.getitem, getattr, operator.floordiv, operator.mod, torch.narrow, F.pad, F.interpolate,
+    operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge, operator.not_, torch._assert,
 }  # fmt: skip
 FREE_METHODS: set[str] = {
     *UNARY_METHODS, *BROADCAST_METHODS, "view", "reshape", "flatten", "permute", "transpose", "contiguous", "size",
@@ -239,13 +262,10 @@ def count(module: fx.GraphModule) -> CostReport:
     report = CostReport()
     keys = node_keys(module)
     unknown: Counter[str] = Counter()
+    placeholders = [n for n in module.graph.nodes if n.op == "placeholder"]
+    if placeholders and "shape" not in placeholders[0].meta:
+        raise ValueError("shapes are not propagated: capture the model with nas.graph.capture first")
     for node in module.graph.nodes:
-        if (
-            node.op not in ("placeholder", "output", "get_attr")
-            and "shape" not in node.meta
-            and node.op == "call_module"
-        ):
-            raise ValueError("shapes are not propagated: capture the model with nas.graph.capture first")
         label, cost = node_cost(module, node)
         if cost is None:
             unknown[label] += 1

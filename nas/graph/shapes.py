@@ -292,9 +292,9 @@ def _record(node: fx.Node, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         node.meta["shape"] = tuple(value.shape)
         node.meta["dtype"] = value.dtype
-    elif isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
-        node.meta["shape"] = [tuple(v.shape) for v in value]
-        node.meta["dtype"] = value[0].dtype
+    elif isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
+        node.meta["shape"] = [tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in value]
+        node.meta["dtype"] = next(v.dtype for v in value if isinstance(v, torch.Tensor))
     else:
         node.meta.pop("shape", None)
         node.meta.pop("dtype", None)

@@ -72,3 +72,14 @@ def test_torchvision_equals_pycls_to_the_digit(name, config):
     expected = REFERENCE[config]
     report = count(capture(_build(name), (3, expected["resolution"], expected["resolution"])))
     assert report.totals() == {key: expected[key] for key in ("flops", "macs", "acts", "params")}
+
+
+def test_vision_transformer_attention_is_counted():
+    """MultiheadAttention: projections are linears (as torch counts them) plus the two attention matmuls,
+    which torch's counter misses on this path: 12 layers x 2 x 197 tokens^2 x 768."""
+    model = torchvision.models.vit_b_16(dropout=0.0, attention_dropout=0.0)
+    report = count(capture(model, (3, 224, 224)))
+    assert report.unknown_ops == {}
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, 224, 224))
+    assert report.macs == counter.get_total_flops() // 2 + 12 * 2 * 197 * 197 * 768
