@@ -104,3 +104,16 @@ def test_debug_shows_traceback():
         [sys.executable, "-m", "nas.cli", "--debug", "inspect", "nofamily:x"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("op", ["weighted:density=0.8", "large_kernel:large_kernel_size=7", "conv_lora:rank=2", "complex"])
+def test_inspect_rewrites_and_checks_collapse(capsys, op):
+    data = run_json(capsys, "inspect", "compact:ConvOps-S", "--op", op, "--check")
+    assert data["rewritten"] > 0 and isinstance(data["skipped"], dict)
+    assert data["max_abs_diff"] < 1e-4
+    assert all(isinstance(reason, str) and reason for reason in data["skipped"].values())
+
+
+def test_inspect_reports_training_params_beside_deployed(capsys):
+    data = run_json(capsys, "inspect", "compact:ConvOps-S", "--op", "large_kernel:large_kernel_size=5")
+    assert data["training_params"] > data["params"]  # BN per branch exists only in training
