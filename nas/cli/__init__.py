@@ -22,6 +22,7 @@ COMMANDS = {
     "search": "search_cmd",
     "validate": "validate_cmd",
     "report": "report_cmd",
+    "export": "export_cmd",
 }
 
 EPILOG = """\

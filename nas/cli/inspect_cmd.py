@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         return _print_models(args.json)
+    from .export_cmd import is_export, run_inspect
+
+    if is_export(args.model):  # an exported TorchScript file (nas export), not a model reference
+        return run_inspect(args)
     if not args.model:
         raise NasError(
             "a MODEL reference is required (e.g. nas inspect resnet:ResNet-50; nas inspect --list)"
