@@ -68,17 +68,8 @@ def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
     pareto = set(data["pareto"])
     table = Table(title=f"study {data['study']}: {len(data['trials'])} trials, objectives "
                         + ", ".join(f"{o} ({d})" for o, d in zip(data["objectives"], data["directions"])))  # fmt: skip
-    for column in (
-        "#",
-        "state",
-        "operators",
-        "scale",
-        *data["objectives"],
-        "flops",
-        "params",
-        "acts",
-        "note",
-    ):
+    costs = [c for c in ("flops", "params", "acts") if c not in data["objectives"]]
+    for column in ("#", "state", "operators", "scale", *data["objectives"], *costs, "note"):
         table.add_column(column, justify="left" if column in ("state", "operators", "note") else "right")
     for trial in data["trials"]:
         metrics = trial["metrics"]
@@ -90,8 +81,7 @@ def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
         table.add_row(
             str(trial["number"]), trial["state"], operator_mix(candidate), _value(candidate.get("scale", "-")),
             *[_value(v) if v is not None else "-" for v in values],
-            _value(metrics.get("flops", "-")), _value(metrics.get("params", "-")), _value(metrics.get("acts", "-")),
-            note,
+            *[_value(metrics.get(c, "-")) for c in costs], note,
         )  # fmt: skip
     console.print(table)
     console.print(f"Pareto front: trials {data['pareto']}" if data["pareto"] else "no completed trial yet")
