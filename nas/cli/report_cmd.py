@@ -79,7 +79,7 @@ def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
         if trial["number"] in pareto:
             note = "Pareto front" if len(data["objectives"]) > 1 else "best"
         table.add_row(
-            str(trial["number"]), trial["state"], operator_mix(candidate), _value(candidate.get("scale", "-")),
+            str(trial["number"]), trial["state"], operator_mix(candidate), f"{candidate['scale']:g}" if "scale" in candidate else "-",
             *[_value(v) if v is not None else "-" for v in values],
             *[_value(metrics.get(c, "-")) for c in costs], note,
         )  # fmt: skip
