@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 def start(space: str, study_dir: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "nas", "search", "--space", space, "--study-dir", str(study_dir),
-               "--trials", "3", "--set", "train.epochs=40", "--no-plots"]  # fmt: skip
+               "--trials", "2", "--set", "train.epochs=15", "--no-plots"]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -71,5 +71,5 @@ def test_interrupt_then_resume(tiny_space, tmp_path, signal_number, expected_rc)
         and retry.params == trials[1].params
         and retry.state.name == "COMPLETE"
     )
-    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert "retrying interrupted trials [1]" in out
