@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -143,11 +143,38 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global generators that dropout and stochastic operators draw from."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class TrainCheckpoint(Protocol):
+    """Where a resumable training run keeps the state of its last finished epoch (the Ray backend's checkpoints).
+
+    ``load()`` returns the state saved by an earlier, interrupted run (None: start from epoch 1); ``save`` is
+    called after every epoch but the last, before ``on_epoch``."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, epoch: int, state: dict[str, Any]) -> None: ...
+
+
 def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, plan: TrainPlan,
-          on_epoch: EpochCallback | None = None) -> dict[str, float]:  # fmt: skip
+          on_epoch: EpochCallback | None = None, checkpoint: TrainCheckpoint | None = None) -> dict[str, float]:  # fmt: skip
     """Train ``model`` in place and return the last epoch's validation metrics (plus ``train_loss``, ``train_seconds``).
 
     ``on_epoch(epoch, metrics)`` is called after every epoch (1-based); it may raise to stop (pruning).
+    With a ``checkpoint``, training resumes after the epoch it holds: model, optimizer, schedule, loss scaler and
+    the shuffling generator are restored, so the run continues as if it had not been interrupted.
     """
     settings = plan.settings
     model.to(plan.device)
@@ -160,8 +187,19 @@ def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, plan: 
     scaler = torch.amp.GradScaler(enabled=plan.amp and _amp_dtype(plan.device) == torch.float16)
     generator = torch.Generator(device="cpu").manual_seed(plan.seed)
     metrics: dict[str, float] = {}
+    first_epoch, seconds_before = 1, 0.0
+    resumed = checkpoint.load() if checkpoint is not None else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        scaler.load_state_dict(resumed["scaler"])
+        generator.set_state(resumed["generator"])
+        _set_rng_state(resumed["torch_rng"], plan.device)
+        first_epoch, seconds_before = int(resumed["epoch"]) + 1, float(resumed["seconds"])
+        metrics = dict(resumed["metrics"])
     started = time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(first_epoch, settings.epochs + 1):
         model.train()
         order = torch.randperm(len(train_data), generator=generator).to(plan.device)
         loss_sum = torch.zeros((), device=plan.device)
@@ -187,7 +225,15 @@ def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, plan: 
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}")
         metrics = {**evaluate(model, val_data, plan), "train_loss": train_loss}
+        if checkpoint is not None and epoch < settings.epochs:
+            checkpoint.save(epoch, {"epoch": epoch, "seconds": seconds_before + time.perf_counter() - started,
+                                    "metrics": metrics, "model": model.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                    "scaler": scaler.state_dict(), "generator": generator.get_state(),
+                                    "torch_rng": _rng_state(plan.device)})  # fmt: skip
         if on_epoch is not None:
             on_epoch(epoch, metrics)
-    metrics["train_seconds"] = time.perf_counter() - started
+    metrics["train_seconds"] = seconds_before + time.perf_counter() - started
+    if resumed is not None:
+        metrics["resumed_from_epoch"] = first_epoch - 1
     return metrics

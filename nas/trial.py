@@ -24,7 +24,7 @@ from .cost import count
 from .deploy import collapse_operators
 from .latency import LatencySettings, measure_latency, resolve_device
 from .space.schema import Space
-from .train import DeviceData, TrainPlan, to_device, train
+from .train import DeviceData, TrainCheckpoint, TrainPlan, to_device, train
 
 UNTRAINED_VALUE = {"accuracy": 0.0, "psnr": 0.0, "ssim": 0.0, "loss": 1e9}
 
@@ -144,20 +144,22 @@ def save_json(path: Path, data: Any) -> None:
 
 
 def run_trial(context: TrialContext, candidate: Candidate, trial_dir: Path | None,
-              on_epoch: EpochReporter | None = None, echo: Callable[[str], None] | None = None) -> TrialOutcome:  # fmt: skip
-    """Run one candidate; raises on failure (the backend records it) after writing the reason to the log."""
+              on_epoch: EpochReporter | None = None, echo: Callable[[str], None] | None = None,
+              checkpoint: TrainCheckpoint | None = None) -> TrialOutcome:  # fmt: skip
+    """Run one candidate; raises on failure (the backend records it) after writing the reason to the log.
+    ``checkpoint``: resume training from (and save to) it, see ``nas.train.train``."""
     log = TrialLog(trial_dir / "log.txt" if trial_dir else None, echo)
     if trial_dir is not None:
         save_json(trial_dir / "candidate.json", candidate.to_dict())
     try:
-        return _run(context, candidate, trial_dir, on_epoch, log)
+        return _run(context, candidate, trial_dir, on_epoch, log, checkpoint)
     except BaseException as error:
         log(f"failed: {type(error).__name__}: {error}")
         raise
 
 
 def _run(context: TrialContext, candidate: Candidate, trial_dir: Path | None, on_epoch: EpochReporter | None,
-         log: TrialLog) -> TrialOutcome:  # fmt: skip
+         log: TrialLog, checkpoint: TrainCheckpoint | None = None) -> TrialOutcome:  # fmt: skip
     space = context.space
     log(f"candidate: scale {candidate.scale}, {candidate.operator_mix() or 'no operators'}")
     built = build_candidate(space, candidate, space.train.seed, context.info.input_shape)
@@ -195,7 +197,8 @@ def _run(context: TrialContext, candidate: Candidate, trial_dir: Path | None, on
             on_epoch(epoch, epoch_metrics)
 
     train_data, val_data = context.data_for(tuple(built.input_shape))
-    trained = train(built.module, train_data, val_data, context.plan(), report)
+    logged = _LoggedCheckpoint(checkpoint, log) if checkpoint is not None else None
+    trained = train(built.module, train_data, val_data, context.plan(), report, logged)
     metrics.update(trained)
     violations = _violations(space, metrics, known_only=False)
     values = [float(metrics[o.metric]) for o in space.objectives]
@@ -204,6 +207,22 @@ def _run(context: TrialContext, candidate: Candidate, trial_dir: Path | None, on
     _save(trial_dir, metrics, built)
     log("done: " + "  ".join(f"{o.metric} {v:.4g}" for o, v in zip(space.objectives, values)))
     return TrialOutcome("complete", metrics, values, violations)
+
+
+class _LoggedCheckpoint:
+    """A training checkpoint that notes in the trial's log when training resumes from it."""
+
+    def __init__(self, inner: TrainCheckpoint, log: TrialLog) -> None:
+        self.inner, self.log = inner, log
+
+    def load(self) -> dict[str, Any] | None:
+        state = self.inner.load()
+        if state is not None:
+            self.log(f"resumed from the checkpoint of epoch {state['epoch']}")
+        return state
+
+    def save(self, epoch: int, state: dict[str, Any]) -> None:
+        self.inner.save(epoch, state)
 
 
 def _save(trial_dir: Path | None, metrics: dict[str, Any], built: BuiltCandidate | None) -> None:
