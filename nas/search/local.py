@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from ..space.schema import Space
-from ..trial import TrialContext, run_trial
+from ..trial import TrialContext, TrialOutcome, run_trial
 from .progress import SearchProgress
 from .sampling import SearchPlan, make_pruner, make_sampler, suggest_candidate
 from .study import (
@@ -83,13 +83,19 @@ class Objective:
             if self.context.device.type == "cuda":
                 torch.cuda.empty_cache()
             raise
-        trial.set_user_attr("metrics", _jsonable(outcome.metrics))
-        trial.set_user_attr("constraints", outcome.constraints)
-        for constraint, violation in zip(self.space.constraints, outcome.constraints):
-            trial.set_constraint(constraint.metric, violation)
-        if outcome.state == "infeasible":
-            trial.set_user_attr("infeasible", True)
-        return outcome.values[0] if len(outcome.values) == 1 else outcome.values
+        return record_outcome(trial, self.space, outcome)
+
+
+def record_outcome(trial: optuna.Trial, space: Space, outcome: TrialOutcome) -> float | list[float]:
+    """Put a finished trial's metrics, constraints and feasibility on its Optuna trial (every backend); returns
+    the objective value(s) to tell Optuna."""
+    trial.set_user_attr("metrics", _jsonable(outcome.metrics))
+    trial.set_user_attr("constraints", outcome.constraints)
+    for constraint, violation in zip(space.constraints, outcome.constraints):
+        trial.set_constraint(constraint.metric, violation)
+    if outcome.state == "infeasible":
+        trial.set_user_attr("infeasible", True)
+    return outcome.values[0] if len(outcome.values) == 1 else outcome.values
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
