@@ -23,6 +23,7 @@ COMMANDS = {
     "validate": "validate_cmd",
     "report": "report_cmd",
     "export": "export_cmd",
+    "submit": "submit_cmd",
 }
 
 EPILOG = """\
