@@ -43,7 +43,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cost_cpu.json"))
     args = parser.parse_args()
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    torch.set_num_threads(1)  # one thread: fvcore runs the model for real, and 2 threads thrash on a shared machine
+    torch.set_num_threads(
+        1
+    )  # one thread: fvcore runs the model for real, and 2 threads thrash on a shared machine
 
     rows = []
     for name in args.models.split(","):

@@ -106,7 +106,9 @@ def test_debug_shows_traceback():
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 
-@pytest.mark.parametrize("op", ["weighted:density=0.8", "large_kernel:large_kernel_size=7", "conv_lora:rank=2", "complex"])
+@pytest.mark.parametrize(
+    "op", ["weighted:density=0.8", "large_kernel:large_kernel_size=7", "conv_lora:rank=2", "complex"]
+)
 def test_inspect_rewrites_and_checks_collapse(capsys, op):
     data = run_json(capsys, "inspect", "compact:ConvOps-S", "--op", op, "--check")
     assert data["rewritten"] > 0 and isinstance(data["skipped"], dict)

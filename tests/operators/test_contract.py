@@ -211,7 +211,7 @@ def test_gradcheck_float64(name):
         values = tuple(dict(op.named_parameters())[n].detach().clone().requires_grad_() for n in names)
         x = x.requires_grad_()
 
-        def fn(inp, *param_values):
+        def fn(inp, *param_values, op=op, names=names):
             return torch.func.functional_call(op, dict(zip(names, param_values)), (inp,))
 
         assert torch.autograd.gradcheck(fn, (x, *values), eps=1e-6, atol=1e-5, rtol=1e-3)
