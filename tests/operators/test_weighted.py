@@ -105,6 +105,19 @@ def test_density_survives_state_dict_round_trip():
     torch.testing.assert_close(fresh.effective_weight(), op.effective_weight())
 
 
+def test_a_fixed_density_mask_is_kept_until_the_density_changes():
+    op = WeightedConv2d(2, 2, 3, padding=1)  # density 1: mask of ones
+    assert op.mask() is op.mask()  # computed once
+    assert torch.equal(op.mask(), torch.ones(3, 3))
+    op.load_state_dict(WeightedConv2d(2, 2, 3, padding=1, density=0.5).state_dict())
+    assert op.mask()[0, 0].item() == 0.25  # the loaded density, not the cached one
+    with torch.no_grad():
+        op.density.fill_(2.0)
+    assert op.mask()[0, 0].item() == 4.0
+    op.double()
+    assert op.mask().dtype == torch.float64 and op.effective_weight().dtype == torch.float64
+
+
 def test_eligibility_messages():
     def reason(**kwargs):
         return WeightedConv2d.eligibility(ConvSpec.create(4, 4, **kwargs))
