@@ -10,29 +10,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-TINY = """\
-name: tiny
-model:
-  ref: compact:ConvOps-S
-  kwargs: {widths: [8, 8, 8], num_classes: 3}
-  input: [1, 8, 8]
-data:
-  name: synthetic
-  options: {num_samples: 96, num_classes: 3, channels: 1, size: 8}
-train:
-  epochs: 1
-  batch_size: 32
-  device: cpu
-operators:
-  targets: {min_kernel_size: 3}
-  choices:
-    conv: {}
-    weighted: {density: {low: 0.6, high: 1.4}}
-    conv_lora: {rank: [2], train_base: true}
-scaling: {rule: dWr, factor: [2]}
-objectives: [accuracy, {flops: minimize}]
-search: {trials: 3, startup_trials: 3, seed: 0}
-"""
+from tests.tiny_space import tiny_space
+
+TINY = tiny_space(
+    scaling="scaling: {rule: dWr, factor: [2]}\n", search="{trials: 3, startup_trials: 3, seed: 0}"
+)
 
 
 @pytest.fixture(scope="session")

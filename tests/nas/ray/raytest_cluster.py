@@ -23,55 +23,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.tiny_space import tiny_space
+
 REPO = Path(__file__).resolve().parents[3]
 LOOPBACK = "127.0.0.1"
 
-# A tiny space (seconds per trial), as in tests/nas/search.
-TINY = """\
-name: tiny
-model:
-  ref: compact:ConvOps-S
-  kwargs: {widths: [8, 8, 8], num_classes: 3}
-  input: [1, 8, 8]
-data:
-  name: synthetic
-  options: {num_samples: 96, num_classes: 3, channels: 1, size: 8}
-train:
-  epochs: 2
-  batch_size: 32
-  device: cpu
-operators:
-  targets: {min_kernel_size: 3}
-  choices:
-    conv: {}
-    weighted: {density: {low: 0.6, high: 1.4}}
-    conv_lora: {rank: [2], train_base: true}
-objectives: [accuracy, {flops: minimize}]
-search: {trials: 3, startup_trials: 2, seed: 0}
-"""
-
-# A tiny space whose epochs take a moment (so a test can act in the middle of a trial).
-SLOW = """\
-name: slow
-model:
-  ref: compact:ConvOps-S
-  kwargs: {widths: [8, 8, 8], num_classes: 3}
-  input: [1, 8, 8]
-data:
-  name: synthetic
-  options: {num_samples: 1200, num_classes: 3, channels: 1, size: 8}
-train:
-  epochs: 10
-  batch_size: 32
-  device: cpu
-operators:
-  targets: {min_kernel_size: 3}
-  choices:
-    conv: {}
-    weighted: {density: {low: 0.6, high: 1.4}}
-objectives: [accuracy, {flops: minimize}]
-search: {trials: 2, startup_trials: 2, seed: 0}
-"""
+# The tiny space of tests/nas/search with 2 epochs, and one whose epochs take a moment (so a test can act in the
+# middle of a trial).
+TINY = tiny_space(epochs=2)
+SLOW = tiny_space(
+    name="slow", samples=1200, epochs=10, conv_lora=False, search="{trials: 2, startup_trials: 2, seed: 0}"
+)
 
 
 def free_port() -> int:
