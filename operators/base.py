@@ -8,6 +8,7 @@ without mutating the operator. This module imports torch only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -269,6 +270,23 @@ class ConvOperator(nn.Module):
         self.spec = ConvSpec.create(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
         )
+
+    def derived(
+        self, name: str, build: Callable[[], torch.Tensor], *sources: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``build()``, a tensor computed from ``sources`` (the effective kernel, a mask), kept and reused while no
+        source changes and no gradient flows to them: in eval under ``no_grad`` an operator then runs its conv
+        alone, as its collapsed form does. Rebuilt when a source changes value (its version counter), storage,
+        dtype or device; never kept while autograd needs the graph, or while tracing or compiling."""
+        tensors = [t for t in sources if t is not None]
+        if (any(isinstance(t, torch.fx.Proxy) for t in tensors) or torch.compiler.is_compiling()
+                or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):  # fmt: skip
+            return build()
+        key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
+        cache = self.__dict__.setdefault("_derived_cache", {})
+        if name not in cache or cache[name][0] != key:
+            cache[name] = (key, build())
+        return cache[name][1]
 
     # -- nn.Conv2d-like attributes, so code that inspects convs keeps working ------------------------------
     @property

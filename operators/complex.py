@@ -158,7 +158,13 @@ class ComplexConv2d(ConvOperator):
         return bias.reshape(-1)  # (G * out_per_group,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
-        return conv2d(x, self.real_weight(), self.real_bias(), self.spec)
+        weight = self.derived("kernel", self.real_weight, self.weight_real, self.weight_imag)
+        bias = (
+            self.derived("bias", self.real_bias, self.bias_real, self.bias_imag)
+            if self.bias_real is not None
+            else None
+        )
+        return conv2d(x, weight, bias, self.spec)
 
     def collapse(self) -> nn.Conv2d:
         with torch.no_grad():

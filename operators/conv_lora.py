@@ -82,7 +82,10 @@ class ConvLoRA2d(ConvOperator):
         return (self.lora_B @ self.lora_A).view_as(self.weight) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
-        return conv2d(x, self.weight + self.delta_weight(), self.bias, self.spec)
+        kernel = self.derived(
+            "kernel", lambda: self.weight + self.delta_weight(), self.weight, self.lora_A, self.lora_B
+        )
+        return conv2d(x, kernel, self.bias, self.spec)
 
     def collapse(self) -> nn.Conv2d:
         with torch.no_grad():  # a new conv; self.weight is never touched

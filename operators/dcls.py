@@ -223,7 +223,13 @@ class DclsConv2d(ConvOperator):
             self.bias.copy_(conv.bias)
 
     def dense_kernel(self) -> torch.Tensor:
-        """The collapsed conv's weight (O, I/groups, kh', kw'): the window's kernel plus any zero margin."""
+        """The collapsed conv's weight (O, I/groups, kh', kw'): the window's kernel plus any zero margin (built once
+        for inference, see ``derived``)."""
+        return self.derived(
+            "kernel", self._build_dense_kernel, self.weight, self.positions, self.spreads, self.grid
+        )
+
+    def _build_dense_kernel(self) -> torch.Tensor:
         kernel = build_kernel(
             self.weight, self.positions, self.spreads, self.grid, self.interpolation, self._shape
         )  # (O, I/g, H, W)

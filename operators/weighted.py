@@ -110,22 +110,18 @@ class WeightedConv2d(ConvOperator):
             self.bias.copy_(conv.bias)
 
     def mask(self) -> torch.Tensor:
-        """``outer(a_h, a_w)``, shape (kh, kw). A fixed density's mask is computed once and kept until the density
-        buffer changes (a new value, device or dtype): a training step then costs one elementwise product more than
-        a plain conv."""
-        if isinstance(self.density, torch.fx.Proxy) or torch.compiler.is_compiling() or self.density.requires_grad:
-            return self._compute_mask()  # traced, compiled or learnable: part of the graph
-        key = (self.density._version, self.density.data_ptr(), self.density.dtype, self.density.device)
-        if getattr(self, "_mask_key", None) != key:
-            self._mask_cache, self._mask_key = self._compute_mask(), key
-        return self._mask_cache
+        """``outer(a_h, a_w)``, shape (kh, kw); a fixed density's mask is computed once (``derived``): a training step
+        then costs one elementwise product more than a plain conv."""
+        return self.derived("mask", self._compute_mask, self.density)
 
     def _compute_mask(self) -> torch.Tensor:
         levels = F.pad(self.density, (1, 0), value=1.0)  # (m + 1,): weight at distance 0..m
         return levels[self._rows] * levels[self._cols]  # (kh, 1) * (1, kw) -> (kh, kw)
 
     def effective_weight(self) -> torch.Tensor:
-        return self.weight * self.mask()  # (O, I/g, kh, kw)
+        return self.derived(
+            "kernel", lambda: self.weight * self.mask(), self.weight, self.density
+        )  # (O, I/g, kh, kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
         return conv2d(x, self.effective_weight(), self.bias, self.spec)

@@ -156,6 +156,30 @@ def test_shape_collapse_trace_state_dict(name, params, geometry):
 
 
 @pytest.mark.parametrize("name,params,geometry", CASES)
+def test_inference_reuses_its_kernel_only_while_the_parameters_stay(name, params, geometry):
+    """Under no_grad an operator may keep its effective kernel (``ConvOperator.derived``); every in-place change of
+    a parameter or buffer (an optimizer step, load_state_dict) must show in the next output."""
+    built = _build(name, params, geometry)
+    if built is None:
+        return
+    op, _, x = built
+    op.eval()
+    with torch.no_grad():
+        first, again = op(x), op(x)
+        assert torch.equal(first, again)
+        for seed in (1, 2):
+            _perturb_(op, seed)
+            torch.testing.assert_close(op(x), op.collapse()(x), rtol=1e-4, atol=1e-5)
+        op.load_state_dict(built[0].state_dict())  # back to itself: unchanged values, a new version
+        fresh = _build(name, params, geometry)[0].eval()
+        op.load_state_dict(fresh.state_dict())
+        torch.testing.assert_close(op(x), fresh(x))
+    y = op(x)  # with gradients: built afresh, and gradients reach the parameters
+    y.square().sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in op.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name,params,geometry", CASES)
 def test_collapse_float64_exact(name, params, geometry):
     built = _build(name, params, geometry, dtype=torch.float64)
     if built is None:
