@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ConvOperator, ConvSpec, ParamSpec, kaiming_uniform_, make_conv
+from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, kaiming_uniform_, make_conv
 from .registry import register
 
 # UniRepLKNet's (kernel, dilation) pairs of the parallel branches for each large kernel K (Ding et al. 2024).
@@ -222,6 +222,8 @@ class LargeKernelConv2d(ConvOperator):
 
     # -- training-time forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
+        if not self.training and not torch.is_grad_enabled() and self._folds_exactly():
+            return self._inference_forward(x)
         s = self.spec
         pad_h, pad_w = self._padding
         if not self._direct:
@@ -241,6 +243,19 @@ class LargeKernelConv2d(ConvOperator):
             y = norm(y)  # (N, C_out, H', W')
             out = y if out is None else out + y
         return out  # type: ignore[return-value]
+
+    def _folds_exactly(self) -> bool:
+        """Eval-mode BatchNorms with running statistics: the block is exactly its collapsed conv."""
+        return all(norm.running_mean is not None and not norm.training for norm in self.norms)
+
+    def _inference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: the collapsed conv, its kernel and bias kept until a weight or BN statistic changes."""
+        sources = [*self.weights]
+        for norm in self.norms:
+            sources += [norm.weight, norm.bias, norm.running_mean, norm.running_var]
+        weight = self.derived("kernel", lambda: self.fused_kernel()[0], *sources)
+        bias = self.derived("bias", lambda: self.fused_kernel()[1], *sources)
+        return conv2d(x, weight, bias, self.collapsed_spec())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, large_kernel_size={self.large_kernel_size}, branches={self.branches}"
