@@ -34,6 +34,7 @@ class SearchProgress:
         self.study_name, self.objectives = study_name, objectives
         self.total, self.done, self.failed = 0, 0, 0
         self.current: dict[str, Any] = {}
+        self.running: set[int] = set()  # trials started, not finished (several when parallel)
         self.best = "-"
         self.started = time.perf_counter()
         self._live: Live | None = None
@@ -64,8 +65,9 @@ class SearchProgress:
     # -- events ---------------------------------------------------------------------------------------------
     def trial_started(self, number: int, description: str) -> None:
         self.current = {"number": number, "description": description, "epoch": 0, "metrics": {}}
+        self.running.add(number)
         if not self.live_mode:
-            self.line(f"trial {number} started ({self.done + 1}/{self.total}): {description}")
+            self.line(f"trial {number} started ({self.done + len(self.running)}/{self.total}): {description}")
         self._refresh()
 
     def epoch(self, number: int, epoch: int, epochs: int, metrics: dict[str, Any]) -> None:
@@ -76,6 +78,7 @@ class SearchProgress:
 
     def trial_finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.done += 1
+        self.running.discard(trial.number)
         if trial.state == TrialState.FAIL:
             self.failed += 1
         self.best = self._best(study)
