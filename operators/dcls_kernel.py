@@ -18,7 +18,8 @@ interpolation is separable, so the filter's dense kernel is a sum of outer produ
 Speed (the construction runs every training step):
 - gauss: the 1-D factors are ``(2, K, S, N)`` tensors with the ``N = out * in/groups`` filters innermost, so
   each step is one long vectorized elementwise op (no batch of tiny matmuls, which is several times slower on
-  CPU), and the contraction over taps is a broadcast product summed over taps, in chunks of bounded memory.
+  CPU); the contraction over taps accumulates tap by tap on large layers and is a broadcast product summed
+  over taps (in chunks of bounded memory) on small ones.
 - bilinear: each tap touches 4 cells, so its 4 products are scatter-added straight into the ``(N, H*W)`` kernel.
 """
 
@@ -35,6 +36,8 @@ INTERPOLATIONS = ("gauss", "bilinear")
 SIGMA_FLOOR = 0.27
 # Largest (taps, H, W, N) temporary of the tap contraction, in elements (16 MiB in float32).
 CHUNK_ELEMENTS = 1 << 22
+# One tap's (H, W, N) slab from which the tap contraction accumulates tap by tap (see sum_outer_products).
+LOOP_SLAB_ELEMENTS = 1 << 16
 LOG2_E = math.log2(math.e)  # exp(x) = exp2(x * log2(e)); torch's exp2 is about twice as fast as exp on CPU
 
 
@@ -81,15 +84,29 @@ def gauss_factors(centres: torch.Tensor, spreads: torch.Tensor, grid: torch.Tens
 
 
 def sum_outer_products(
-    weights: torch.Tensor, factors_h: torch.Tensor, factors_w: torch.Tensor, kernel_count: int, chunk: int
+    weights: torch.Tensor,
+    factors_h: torch.Tensor,
+    factors_w: torch.Tensor,
+    kernel_count: int,
+    chunk: int,
+    by_tap: bool = False,
 ) -> torch.Tensor:
-    """``sum_k weights[k] * outer(factors_h[k], factors_w[k])`` per filter, ``chunk`` taps per broadcast product.
+    """``sum_k weights[k] * outer(factors_h[k], factors_w[k])`` per filter.
 
-    ``weights``: (K, N); ``factors_h``: (K, H, N); ``factors_w``: (K, W, N). Returns (H, W, N). A chunk is one
-    (chunk, H, W, N) product summed over taps: few, long ops (cheaper to differentiate than a loop of
-    multiply-adds), with the temporary bounded by ``chunk``.
+    ``weights``: (K, N); ``factors_h``: (K, H, N); ``factors_w``: (K, W, N). Returns (H, W, N). Two ways, chosen
+    by the caller from the size of one tap's (H, W, N) slab (``by_tap`` when it is at least ``LOOP_SLAB_ELEMENTS``):
+    - large slabs (dense layers: many filters): one multiply-add per tap into the running sum, which stays in
+      cache (the broadcast product would write and read a (K, H, W, N) temporary): about 2x faster forward and
+      20% faster forward + backward on a 64->64 7x7 layer with 9 taps;
+    - small slabs (depthwise layers): ``chunk`` taps per broadcast product summed over taps: few, long ops, where
+      a loop of short multiply-adds would be dominated by per-op overhead (2x slower with 34 taps).
     """
     weighted_h = factors_h * weights.unsqueeze(1)  # (K, H, N)
+    if by_tap:
+        kernel = weighted_h[0].unsqueeze(1) * factors_w[0].unsqueeze(0)  # (H, W, N)
+        for k in range(1, kernel_count):
+            kernel = torch.addcmul(kernel, weighted_h[k].unsqueeze(1), factors_w[k].unsqueeze(0))
+        return kernel
     kernel = None
     for start in range(0, kernel_count, chunk):
         stop = min(start + chunk, kernel_count)
@@ -121,7 +138,8 @@ def gauss_kernel(
         sums_h, sums_w = factors_h.sum(dim=1), factors_w.sum(dim=1)  # (K, N)
     weights = weights / (sums_h * sums_w)  # each tap's 2-D Gaussian normalized to sum 1 over the window
     chunk = max(1, CHUNK_ELEMENTS // (height * width * filters))
-    kernel = sum_outer_products(weights, factors_h, factors_w, count, chunk)  # (H, W, N)
+    by_tap = height * width * filters >= LOOP_SLAB_ELEMENTS
+    kernel = sum_outer_products(weights, factors_h, factors_w, count, chunk, by_tap)  # (H, W, N)
     # (O, I/g, H, W), contiguous like nn.Conv2d's weight so the conv picks the same algorithm
     return kernel.permute(2, 0, 1).reshape(shape.out_channels, shape.in_per_group, height, width).contiguous()
 
