@@ -22,12 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
 from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, conv_bias_init_, kaiming_uniform_, make_conv
 from .dcls_kernel import INTERPOLATIONS, KernelShape, build_kernel, window_origin
 from .registry import register
+
+# An autograd function does not trace: torch.fx records the kernel construction as one call.
+torch.fx.wrap("build_kernel")
 
 # Raw spread at initialization: sigma = 0.23 + 0.27 = 0.5 cell, the reference package's starting width.
 INITIAL_SPREAD = 0.23

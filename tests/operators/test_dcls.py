@@ -311,22 +311,3 @@ def test_eligibility_reasons_and_errors():
         DclsConv2d(4, 4, 7, padding=3, dilated_kernel_size=5)
     with pytest.raises(ValueError, match="cannot replace"):
         DclsConv2d.from_conv(nn.Conv2d(4, 4, 5, dilation=2), dilated_kernel_size=7)
-
-
-def test_tap_contraction_by_tap_equals_broadcast_values_and_gradients():
-    from operators.dcls_kernel import sum_outer_products
-
-    gen = torch.Generator().manual_seed(0)
-    inputs = [torch.rand(shape, generator=gen, dtype=torch.float64, requires_grad=True)
-              for shape in ((5, 30), (5, 4, 30), (5, 3, 30))]  # fmt: skip
-    results = []
-    for by_tap in (False, True):
-        kernel = sum_outer_products(*inputs, kernel_count=5, chunk=2, by_tap=by_tap)  # (4, 3, 30)
-        grads = torch.autograd.grad(kernel.square().sum(), inputs)
-        results.append((kernel, grads))
-    (broadcast, broadcast_grads), (by_tap_kernel, by_tap_grads) = results
-    expected = torch.einsum("kn,khn,kwn->hwn", *inputs)
-    torch.testing.assert_close(broadcast, expected)
-    torch.testing.assert_close(by_tap_kernel, expected)
-    for a, b in zip(broadcast_grads, by_tap_grads):
-        torch.testing.assert_close(a, b)

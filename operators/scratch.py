@@ -1,0 +1,71 @@
+"""Scratch memory reused from call to call for the large CPU temporaries of a kernel construction.
+
+On the CPU, PyTorch allocates through the C library's ``malloc``, which returns freed blocks of a few hundred KiB
+and more to the operating system and maps them afresh on the next call, so every page of every temporary is faulted
+in again on every training step. Building a DCLS kernel makes a few MiB of temporaries per layer and step; measured
+by ``benchmarks/bench_dcls.py`` (``minor_faults_per_call``), the faults cost more than the arithmetic did.
+
+``SCRATCH.borrow(like, numel)`` lends one flat buffer of ``like``'s dtype for the duration of a ``with`` block, and
+``take(*shape)`` carves consecutive views of it. The buffer is kept between calls (one per dtype, process-wide,
+at most ``LIMIT_BYTES``). Nothing carved may outlive the block: callers copy what they return. Where no buffer is
+lent (not a CPU tensor, more than the limit, a torch.compile trace, or the buffer in use by another thread) or it
+runs out, ``take`` allocates a new tensor, so the result never depends on the scratch, only the speed does.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+# Largest buffer kept per dtype. A layer whose temporaries need more allocates them per call, as autograd would.
+LIMIT_BYTES = 16 << 20
+
+
+class Carve:
+    """Consecutive views of a lent buffer; new tensors once there is no buffer or it is used up."""
+
+    def __init__(self, buffer: torch.Tensor | None, like: torch.Tensor) -> None:
+        self._buffer, self._like, self._used = buffer, like, 0
+
+    def take(self, *shape: int) -> torch.Tensor:
+        numel = math.prod(shape)
+        if self._buffer is None or self._used + numel > self._buffer.numel():
+            return self._like.new_empty(shape)
+        view = self._buffer[self._used : self._used + numel].view(shape)
+        self._used += numel
+        return view
+
+
+class Scratch:
+    """Process-wide scratch buffers, one per dtype, lent to one ``with`` block at a time."""
+
+    def __init__(self, limit_bytes: int = LIMIT_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self._lock = threading.Lock()
+        self._buffers: dict[torch.dtype, torch.Tensor] = {}
+
+    @contextmanager
+    def borrow(self, like: torch.Tensor, numel: int) -> Iterator[Carve]:
+        """A ``Carve`` of ``numel`` elements of ``like``'s dtype on the CPU, or one that allocates (see module doc)."""
+        lendable = (
+            like.device.type == "cpu"
+            and numel * like.element_size() <= self.limit_bytes
+            and not torch.compiler.is_compiling()
+        )
+        if not lendable or not self._lock.acquire(blocking=False):
+            yield Carve(None, like)
+            return
+        try:
+            buffer = self._buffers.get(like.dtype)
+            if buffer is None or buffer.numel() < numel:
+                buffer = self._buffers[like.dtype] = torch.empty(numel, dtype=like.dtype)
+            yield Carve(buffer, like)
+        finally:
+            self._lock.release()
+
+
+SCRATCH = Scratch()

@@ -1,0 +1,138 @@
+"""The DCLS kernel construction (``operators.dcls_kernel``): its hand-written backward against autograd over the
+papers' formulas written plainly, finite differences, and the scratch memory it borrows."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from operators.dcls_kernel import SIGMA_FLOOR, KernelShape, build_kernel, window_origin
+from operators.scratch import SCRATCH, Carve, Scratch
+
+
+def _formula_kernel(weight, positions, spreads, interpolation, shape: KernelShape) -> torch.Tensor:
+    """The kernel straight from the papers' math with autograd ops: per tap, a separable profile per axis."""
+    height, width = shape.height, shape.width
+    rows = (positions[0] + window_origin(height)).clamp(0, height - 1).unsqueeze(-1)  # (O, I, K, 1)
+    cols = (positions[1] + window_origin(width)).clamp(0, width - 1).unsqueeze(-1)
+    cells_h = torch.arange(height, dtype=weight.dtype)
+    cells_w = torch.arange(width, dtype=weight.dtype)
+    if interpolation == "gauss":
+        sigma_h = (spreads[0].abs() + SIGMA_FLOOR).unsqueeze(-1)
+        sigma_w = (spreads[1].abs() + SIGMA_FLOOR).unsqueeze(-1)
+        a = torch.exp(-((cells_h - rows) ** 2) / (2 * sigma_h**2))
+        b = torch.exp(-((cells_w - cols) ** 2) / (2 * sigma_w**2))
+        a, b = a / a.sum(-1, keepdim=True), b / b.sum(-1, keepdim=True)
+    else:  # shares 1 - t and t at floor(c) and floor(c) + 1, t differentiable (the derivative from above)
+        lower_h, lower_w = rows.detach().floor(), cols.detach().floor()
+        t_h, t_w = rows - lower_h, cols - lower_w
+        a = (1 - t_h) * (cells_h == lower_h) + t_h * (cells_h == lower_h + 1)
+        b = (1 - t_w) * (cells_w == lower_w) + t_w * (cells_w == lower_w + 1)
+    return torch.einsum("oik,oikh,oikw->oihw", weight, a, b)
+
+
+def _parameters(shape: KernelShape, interpolation: str, seed: int, spread_out: float = 0.0):
+    gen = torch.Generator().manual_seed(seed)
+    o, i, k = shape.out_channels, shape.in_per_group, shape.kernel_count
+    weight = torch.randn(o, i, k, generator=gen, dtype=torch.float64)
+    extent = torch.tensor([shape.height, shape.width], dtype=torch.float64).view(2, 1, 1, 1)
+    # offsets over the window and a margin past it (clamped taps), kept off integers for bilinear's kinks
+    positions = (torch.rand(2, o, i, k, generator=gen, dtype=torch.float64) - 0.5) * (
+        extent + spread_out
+    ) + 0.37
+    spreads = None
+    if interpolation == "gauss":
+        spreads = torch.rand(2, o, i, k, generator=gen, dtype=torch.float64) - 0.3  # some negative
+    return [t.requires_grad_() if t is not None else None for t in (weight, positions, spreads)]
+
+
+SHAPES = [
+    KernelShape(4, 3, 5, 7, 7),
+    KernelShape(3, 2, 4, 5, 9),  # non-square window
+    KernelShape(2, 1, 1, 4, 4),  # one tap, even window
+    KernelShape(1, 1, 3, 6, 3),  # one filter: every (K, N) view is trivially contiguous
+]
+
+
+@pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_kernel_and_gradients_equal_autograd_over_the_formula(interpolation, shape):
+    weight, positions, spreads = _parameters(shape, interpolation, seed=shape.kernel_count, spread_out=3.0)
+    grid = torch.arange(max(shape.height, shape.width), dtype=torch.float64)
+    inputs = [t for t in (weight, positions, spreads) if t is not None]
+    kernel = build_kernel(weight, positions, spreads, grid, interpolation, shape)
+    expected = _formula_kernel(weight, positions, spreads, interpolation, shape)
+    torch.testing.assert_close(kernel, expected, rtol=1e-12, atol=1e-12)
+    cotangent = torch.randn(kernel.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad((kernel * cotangent).sum(), inputs)
+    expected_grads = torch.autograd.grad((expected * cotangent).sum(), inputs)
+    for name, got, want in zip(("weight", "positions", "spreads"), grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
+def test_gradcheck(interpolation):
+    shape = KernelShape(2, 2, 3, 5, 4)
+    weight, positions, spreads = _parameters(shape, interpolation, seed=7)
+    grid = torch.arange(5, dtype=torch.float64)
+    if interpolation == "gauss":
+        fn = lambda w, p, s: build_kernel(w, p, s, grid, "gauss", shape)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (weight, positions, spreads))
+    else:
+        fn = lambda w, p: build_kernel(w, p, None, grid, "bilinear", shape)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (weight, positions))
+
+
+def test_results_never_share_the_scratch():
+    """A second construction reuses the scratch; the first kernel and its gradients must not change."""
+    shape = KernelShape(3, 2, 4, 5, 5)
+    grid = torch.arange(5, dtype=torch.float64)
+    first_params = _parameters(shape, "gauss", seed=1)
+    second_params = _parameters(shape, "gauss", seed=2)
+    first = build_kernel(*first_params, grid, "gauss", shape)
+    kept = first.detach().clone()
+    second = build_kernel(*second_params, grid, "gauss", shape)
+    assert torch.equal(first, kept)
+    (first.sum() + second.square().sum()).backward()  # two graphs alive, then one backward through both
+    for params, kernel_fn in ((first_params, lambda k: k.sum()), (second_params, lambda k: k.square().sum())):
+        fresh = [p.detach().clone().requires_grad_() for p in params]
+        kernel_fn(_formula_kernel(*fresh, "gauss", shape)).backward()
+        for used, reference in zip(params, fresh):
+            torch.testing.assert_close(used.grad, reference.grad)
+
+
+def test_a_busy_scratch_falls_back_to_new_tensors():
+    shape = KernelShape(2, 2, 3, 5, 5)
+    grid = torch.arange(5, dtype=torch.float64)
+    params = _parameters(shape, "gauss", seed=3)
+    expected = _formula_kernel(*params, "gauss", shape)
+    with SCRATCH.borrow(params[0], 10):  # held here, as another thread would
+        torch.testing.assert_close(build_kernel(*params, grid, "gauss", shape), expected)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(build_kernel(*params, grid, "gauss", shape)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    for result in results:
+        torch.testing.assert_close(result, expected)
+
+
+def test_scratch_lends_one_buffer_and_allocates_past_it():
+    scratch = Scratch(limit_bytes=1024)
+    like = torch.zeros(1)
+    with scratch.borrow(like, 100) as carve:
+        a, b = carve.take(10, 5), carve.take(50)
+        assert a.data_ptr() + 50 * 4 == b.data_ptr()  # consecutive views of one buffer
+        c = carve.take(2)  # past the 100 lent elements: a tensor of its own
+        assert c.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()
+    with scratch.borrow(like, 100) as carve:
+        assert carve.take(10, 5).data_ptr() == a.data_ptr()  # kept for the next call
+    with scratch.borrow(like, 1000) as carve:  # 4000 bytes: over the limit, nothing lent
+        assert isinstance(carve, Carve) and carve.take(3).untyped_storage().nbytes() == 12
