@@ -17,13 +17,15 @@ interpolation is separable, so the filter's dense kernel is a sum of outer produ
   Gaussian, their outer product, sums to 1 and ``w_k`` is the tap's total mass), with
   ``sigma_k = |s_k| + SIGMA_FLOOR`` from a learnable spread ``s_k`` per axis.
 
-Speed (the construction runs every training step, and at batch 1 it is as costly as the conv itself): the
-profiles and the contraction over taps run in ``SeparableTapKernel``, an autograd function with a hand-written
-backward. Its forward works in place on one ``(K, S, N)`` buffer per axis, with the ``N = out * in/groups``
-filters innermost so every step is one long vectorized op, and accumulates the taps one by one into an
-``(H, W, N)`` sum that stays in cache; it keeps only the ``(K, N)`` inputs for the backward, which recomputes
-the profiles. Built from autograd ops instead, every intermediate is a fresh tensor kept for the backward, and
-on a 64->64 layer (9 taps in 7x7) allocating them cost more than the arithmetic.
+Speed (the construction runs every training step; at batch 1 it costs a large part of what the conv does): the
+whole construction is ``SeparableTapKernel``, an autograd function with a hand-written backward. Its forward
+works in place on one ``(K, S, N)`` buffer per axis, with the ``N = out * in/groups`` filters innermost so every
+step is one long vectorized op, and accumulates the taps one by one into an ``(H, W, N)`` sum (a broadcast
+product over all taps would write and read a ``(K, H, W, N)`` temporary). Those buffers are CPU scratch reused
+from call to call (``scratch``), and only the parameters are kept for the backward, which recomputes the
+profiles. Built from autograd ops instead, each of some thirty steps makes a new tensor that autograd keeps until
+the backward. ``benchmarks/bench_dcls.py`` measures both (``results/dcls_cpu.json`` and, for the autograd version,
+``results/dcls_cpu_before.json``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Scratch memory reused from call to call for the large CPU temporaries of a kernel construction.
 
-On the CPU, PyTorch allocates through the C library's ``malloc``, which returns freed blocks of a few hundred KiB
-and more to the operating system and maps them afresh on the next call, so every page of every temporary is faulted
-in again on every training step. Building a DCLS kernel makes a few MiB of temporaries per layer and step; measured
-by ``benchmarks/bench_dcls.py`` (``minor_faults_per_call``), the faults cost more than the arithmetic did.
+On the CPU, PyTorch allocates through the C library's ``malloc``, which can return freed blocks of a few hundred
+KiB and more to the operating system and map them afresh on the next call, each page then faulted in again. A
+kernel construction that makes a few MiB of temporaries per layer and step pays that on every step, depending on
+what else the process allocates; kept in a buffer that stays mapped, it does not.
 
 ``SCRATCH.borrow(like, numel)`` lends one flat buffer of ``like``'s dtype for the duration of a ``with`` block, and
 ``take(*shape)`` carves consecutive views of it. The buffer is kept between calls (one per dtype, process-wide,
