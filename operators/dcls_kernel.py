@@ -239,7 +239,9 @@ class SeparableTapKernel(torch.autograd.Function):
         ctx.shape = shape
         ctx.save_for_backward(weight, positions, spreads, grid)
         height, width, filters = shape.height, shape.width, shape.filters
-        with SCRATCH.borrow(weight, _scratch_elements(shape)) as memory:
+        # no_grad: eager runs a forward without autograd anyway; torch.export traces it inline, where the in-place
+        # and out= steps on tensors that require grad would be refused
+        with torch.no_grad(), SCRATCH.borrow(weight, _scratch_elements(shape)) as memory:
             rows, cols, scaled = _profiles(
                 _taps(weight, positions, spreads, shape, memory), grid, shape, memory
             )

@@ -136,3 +136,15 @@ def test_scratch_lends_one_buffer_and_allocates_past_it():
         assert carve.take(10, 5).data_ptr() == a.data_ptr()  # kept for the next call
     with scratch.borrow(like, 1000) as carve:  # 4000 bytes: over the limit, nothing lent
         assert isinstance(carve, Carve) and carve.take(3).untyped_storage().nbytes() == 12
+
+
+@pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
+def test_the_operator_exports_without_collapsing(interpolation):
+    """torch.export traces the autograd function inline; its in-place steps must not trip autograd there."""
+    from operators.dcls import DclsConv2d
+
+    torch.manual_seed(0)
+    op = DclsConv2d(4, 6, 3, padding=1, kernel_count=5, dilated_kernel_size=5, interpolation=interpolation)
+    x = torch.randn(2, 4, 9, 9)
+    program = torch.export.export(op, (x,))
+    torch.testing.assert_close(program.module()(x), op(x))
