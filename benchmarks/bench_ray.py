@@ -43,6 +43,11 @@ def timed_search(backend, overrides: list[str], study_dir: Path) -> dict:
     states = sorted({t.state.name for t in trials})
     durations = [t.duration.total_seconds() for t in trials if t.duration]
     train = [t.user_attrs.get("metrics", {}).get("train_seconds", 0.0) for t in trials]
+    # a trial's time outside training: Optuna's start (when the searcher hands it out) to its end, less training.
+    # The first trial also waits for a worker to start (a process, its imports, the data), so it is shown apart.
+    outside = {t.number: t.duration.total_seconds() - t.user_attrs.get("metrics", {}).get("train_seconds", 0.0)
+               for t in trials if t.duration}  # fmt: skip
+    first = min(outside, default=None)
     return {
         "trials": len(trials),
         "states": states,
@@ -50,6 +55,12 @@ def timed_search(backend, overrides: list[str], study_dir: Path) -> dict:
         "trials_per_hour": round(3600 * len(trials) / wall, 1),
         "mean_trial_s": round(statistics.mean(durations), 2),
         "mean_train_s": round(statistics.mean(train), 2),
+        "first_trial_outside_training_s": round(outside[first], 2) if first is not None else None,
+        "median_later_outside_training_s": round(
+            statistics.median(v for n, v in outside.items() if n != first), 2
+        )
+        if len(outside) > 1
+        else None,
         "candidates": [t.params for t in trials],
     }
 
