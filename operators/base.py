@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Derived = TypeVar("Derived")  # what ConvOperator.derived keeps: a tensor or a tuple of them
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -271,10 +273,8 @@ class ConvOperator(nn.Module):
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
         )
 
-    def derived(
-        self, name: str, build: Callable[[], torch.Tensor], *sources: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``build()``, a tensor computed from ``sources`` (the effective kernel, a mask), kept and reused while no
+    def derived(self, name: str, build: Callable[[], Derived], *sources: torch.Tensor | None) -> Derived:
+        """``build()``, tensors computed from ``sources`` (the effective kernel, a mask, a kernel and bias), kept and reused while no
         source changes and no gradient flows to them: in eval under ``no_grad`` an operator then runs its conv
         alone, as its collapsed form does. Rebuilt when a source changes value (its version counter), storage,
         dtype or device; never kept while autograd needs the graph, or while tracing or compiling."""

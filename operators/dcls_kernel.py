@@ -190,21 +190,28 @@ def contract_taps_adjoint(
 
 @dataclass(frozen=True)
 class _Taps:
-    """The taps in the (K, N) layout: weights, window-cell centres (2, K, N), gauss rates (2, K, N) or None."""
+    """The taps in the (K, N) layout: weights, window-cell centres (2, K, N), gauss rates (2, K, N) or None; for the
+    backward also where the clamp lets the gradient through and the spreads' signs (2, K, N)."""
 
     weights: torch.Tensor
     centres: torch.Tensor
     rates: torch.Tensor | None
+    inside: torch.Tensor | None = None
+    spread_signs: torch.Tensor | None = None
 
 
-def _taps(weight, positions, spreads, shape: KernelShape, memory: Carve) -> _Taps:
-    filters, count = shape.filters, shape.kernel_count
-    centres = taps_major(positions, filters, count, memory.take(2, count, filters))
-    centres = centre_cells(centres, (shape.height, shape.width))
-    rates = None
+def _taps(weight, positions, spreads, shape: KernelShape, memory: Carve, backward: bool = False) -> _Taps:
+    filters, count, sizes = shape.filters, shape.kernel_count, (shape.height, shape.width)
+    offsets = taps_major(positions, filters, count, memory.take(2, count, filters))
+    inside = inside_window(offsets, sizes) if backward else None
+    centres = centre_cells(offsets, sizes)
+    rates = signs = None
     if spreads is not None:
-        rates = gauss_rates(taps_major(spreads, filters, count, memory.take(2, count, filters)))
-    return _Taps(taps_major(weight, filters, count, memory.take(count, filters)), centres, rates)
+        raw = taps_major(spreads, filters, count, memory.take(2, count, filters))
+        signs = raw.sign() if backward else None
+        rates = gauss_rates(raw)
+    weights = taps_major(weight, filters, count, memory.take(count, filters))
+    return _Taps(weights, centres, rates, inside, signs)
 
 
 def _profiles(taps: _Taps, grid: torch.Tensor, shape: KernelShape, memory: Carve):
@@ -223,10 +230,10 @@ def _profiles(taps: _Taps, grid: torch.Tensor, shape: KernelShape, memory: Carve
 
 
 def _scratch_elements(shape: KernelShape) -> int:
-    """Scratch the backward carves (the forward takes less): the taps' weights, centres, rates, spreads and positions
-    (9 K N), the profiles and their gradients, one more (K, H, N) product and two (H, W, N) slabs."""
+    """Scratch the backward carves (the forward takes less): the taps' weights, centres and rates (5 K N), the
+    profiles and their gradients, one more (K, H, N) product and two (H, W, N) slabs."""
     count, height, width = shape.kernel_count, shape.height, shape.width
-    return shape.filters * (count * (3 * height + 2 * width + 9) + 2 * height * width)
+    return shape.filters * (count * (3 * height + 2 * width + 5) + 2 * height * width)
 
 
 class SeparableTapKernel(torch.autograd.Function):
@@ -260,8 +267,8 @@ class SeparableTapKernel(torch.autograd.Function):
 
     @staticmethod
     def _backward(grad, weight, positions, spreads, grid, shape: KernelShape, memory: Carve):
-        height, width, filters, count = shape.height, shape.width, shape.filters, shape.kernel_count
-        taps = _taps(weight, positions, spreads, shape, memory)
+        height, width, filters = shape.height, shape.width, shape.filters
+        taps = _taps(weight, positions, spreads, shape, memory, backward=True)
         rows, cols, scaled = _profiles(taps, grid, shape, memory)
         grad = grad.reshape(filters, height * width).t().view(height, width, filters)
         grad = memory.take(height, width, filters).copy_(grad)  # (H, W, N), the profiles' layout
@@ -292,11 +299,9 @@ class SeparableTapKernel(torch.autograd.Function):
             grad_weights = grad_scaled.div_(sums_rows * sums_cols)
             grad_centres = torch.stack((centre_rows, centre_cols))
             # rate = GAUSS_RATE / (|s| + floor): d rate / d s = -sign(s) rate^2 / GAUSS_RATE
-            slope = taps_major(spreads, filters, count, memory.take(2, count, filters)).sign_()
-            slope.mul_(rates).mul_(rates).div_(-GAUSS_RATE)
+            slope = taps.spread_signs.mul_(rates).mul_(rates).div_(-GAUSS_RATE)
             grad_spreads = filters_major(torch.stack((rate_rows, rate_cols)).mul_(slope), spreads)
-        offsets = taps_major(positions, filters, count, memory.take(2, count, filters))
-        grad_centres.mul_(inside_window(offsets, (height, width)))  # the clamp's gradient
+        grad_centres.mul_(taps.inside)  # the clamp's gradient
         return (
             filters_major(grad_weights, weight),
             filters_major(grad_centres, positions),

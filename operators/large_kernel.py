@@ -253,8 +253,7 @@ class LargeKernelConv2d(ConvOperator):
         sources = [*self.weights]
         for norm in self.norms:
             sources += [norm.weight, norm.bias, norm.running_mean, norm.running_var]
-        weight = self.derived("kernel", lambda: self.fused_kernel()[0], *sources)
-        bias = self.derived("bias", lambda: self.fused_kernel()[1], *sources)
+        weight, bias = self.derived("fused", self.fused_kernel, *sources)
         return conv2d(x, weight, bias, self.collapsed_spec())
 
     def extra_repr(self) -> str:
