@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rich.markup import escape
 from rich.table import Table
 
 import operators
@@ -52,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     for name, entry in data.items():
         params = "\n".join(_describe_param(p) for p in entry["params"]) or "-"
-        table.add_row(name, entry["summary"], params)
+        table.add_row(
+            name, escape(entry["summary"]), escape(params)
+        )  # text, not rich markup ("a = [d..., 1, ...d]")
     console_for_tables().print(table)
     return 0
 

@@ -79,6 +79,16 @@ def test_ops_lists_every_operator(capsys):
         assert entry["summary"] and isinstance(entry["params"], list)
 
 
+def test_ops_table_prints_the_summaries_as_written(capsys, monkeypatch):
+    import operators
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per summary
+    assert main(["ops"]) == 0
+    out = capsys.readouterr().out
+    for name in operators.names():
+        assert operators.get(name).summary in out  # square brackets included, not taken for markup
+
+
 @pytest.mark.parametrize(
     "argv,needle",
     [
