@@ -83,15 +83,21 @@ def resolve_leaf_types(names: Sequence[str]) -> list[type[nn.Module]]:
 
 
 def check_collapse(module: nn.Module, input_shape: Sequence[int], seed: int = 0) -> float:
-    """Max |operator model - collapsed model| in eval mode on a random input (float64 where possible)."""
+    """Max |operator model - collapsed model| in eval mode on a random input (float64 where possible).
+
+    The operator model runs with autograd on, as in training, so every operator computes its output from its
+    parameters (branches, taps, low-rank factors) rather than reusing, as inference under ``no_grad`` does, the very
+    kernel its collapse copies."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(2, *input_shape, generator=generator)
     was_training = module.training
     module.eval()
     try:
         collapsed = collapse_operators(module)
+        with torch.enable_grad():
+            y = module(x).detach()
         with torch.no_grad():
-            return float((module(x) - collapsed(x)).abs().max())
+            return float((y - collapsed(x)).abs().max())
     finally:
         module.train(was_training)
 

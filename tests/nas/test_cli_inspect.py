@@ -126,6 +126,27 @@ def test_inspect_rewrites_and_checks_collapse(capsys, op):
     assert all(isinstance(reason, str) and reason for reason in data["skipped"].values())
 
 
+def test_collapse_check_runs_each_operator_from_its_parameters(monkeypatch):
+    """A collapse that disagrees with the operator's training-time computation shows, although in eval under
+    no_grad the operator itself would reuse the (wrong) collapsed kernel."""
+    from nas.analysis import check_collapse
+    from nas.graph.capture import capture
+    from nas.graph.rewrite import rewrite_with_operator
+    from nas.models import build_model
+    from operators.large_kernel import LargeKernelConv2d
+
+    def rewritten_model():
+        model = capture(build_model("compact:ConvOps-S").module, (1, 32, 32))
+        assert rewrite_with_operator(model, "large_kernel", {"large_kernel_size": 7}).rewritten
+        return model
+
+    exact = check_collapse(rewritten_model(), (1, 32, 32))
+    assert exact < 1e-4
+    fused = LargeKernelConv2d.fused_kernel
+    monkeypatch.setattr(LargeKernelConv2d, "fused_kernel", lambda self: (2 * fused(self)[0], fused(self)[1]))
+    assert check_collapse(rewritten_model(), (1, 32, 32)) > 100 * max(exact, 1e-7)
+
+
 def test_inspect_reports_training_params_beside_deployed(capsys):
     data = run_json(capsys, "inspect", "compact:ConvOps-S", "--op", "large_kernel:large_kernel_size=5")
     assert data["training_params"] > data["params"]  # BN per branch exists only in training
