@@ -132,7 +132,8 @@ def _step(module: nn.Module, x: torch.Tensor, train: bool) -> Callable[[], None]
 
 
 def median_ms(fn: Callable[[], None], min_run_time: float) -> float:
-    timer = benchmark.Timer("fn()", globals={"fn": fn})
+    # torch.utils.benchmark times on one thread unless told otherwise: run on the threads torch is set to
+    timer = benchmark.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
@@ -221,10 +222,15 @@ def main(argv: list[str] | None = None) -> None:
         help="run only these settings (default: all)",
     )
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads on the CPU (default: torch's, one per core)"
+    )
+    parser.add_argument(
         "--output", type=Path, default=None, help="JSON path (default results/dcls_<device>.json)"
     )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     chosen = [setting for setting in SETTINGS if args.settings is None or setting.name in args.settings]
     results = [run_setting(setting, device, args.min_run_time, args.rounds) for setting in chosen]

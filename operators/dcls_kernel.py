@@ -4,8 +4,9 @@ Khalfaoui-Hassani, Pellegrini, Masquelier, "Dilated Convolution with Learnable S
 and "Dilated Convolution with Learnable Spacings: beyond bilinear interpolation", ICML 2023 workshop (Gaussian).
 
 One filter (an output channel and one input channel of its group) holds ``K`` taps; tap ``k`` has a weight
-``w_k`` and a position ``(y_k, x_k)`` in cells of an ``H x W`` window, clamped to ``[0, H-1] x [0, W-1]``. The
-interpolation is separable, so the filter's dense kernel is a sum of outer products of 1-D profiles::
+``w_k`` and a position ``(y_k, x_k)``: offsets in cells from the window origin (``window_origin``), clamped to the
+``H x W`` window. The interpolation is separable, so the filter's dense kernel is a sum of outer products of 1-D
+profiles::
 
     kernel[h, w] = sum_k  w_k * a_k(h) * b_k(w)
 
@@ -17,15 +18,22 @@ interpolation is separable, so the filter's dense kernel is a sum of outer produ
   Gaussian, their outer product, sums to 1 and ``w_k`` is the tap's total mass), with
   ``sigma_k = |s_k| + SIGMA_FLOOR`` from a learnable spread ``s_k`` per axis.
 
-Speed (the construction runs every training step; at batch 1 it costs a large part of what the conv does): the
-whole construction is ``SeparableTapKernel``, an autograd function with a hand-written backward. Its forward
-works in place on one ``(K, S, N)`` buffer per axis, with the ``N = out * in/groups`` filters innermost so every
-step is one long vectorized op, and accumulates the taps one by one into an ``(H, W, N)`` sum (a broadcast
-product over all taps would write and read a ``(K, H, W, N)`` temporary). Those buffers are CPU scratch reused
-from call to call (``scratch``), and only the parameters are kept for the backward, which recomputes the
-profiles. Built from autograd ops instead, each of some thirty steps makes a new tensor that autograd keeps until
-the backward. ``benchmarks/bench_dcls.py`` measures both (``results/dcls_cpu.json`` and, for the autograd version,
-``results/dcls_cpu_before.json``).
+Speed: the construction runs on every training step and, at batch 1, costs a large part of what the conv does.
+What it costs is the number of passes over memory and of ops dispatched (each a parallel region), not arithmetic
+(some 2 million multiply-adds where the conv does 200 million). So the whole construction is one autograd
+function, ``SeparableTapKernel``, with a hand-written backward, and:
+
+- the per-tap values are laid out ``(K, N)`` with the ``N = out * in/groups`` filters innermost, so every step is
+  one long vectorized op; the parameters are read in that order by the first op on them, never copied first;
+- both axes go through each step together (one ``(2, K, S, N)`` tensor of profiles) when the window is square;
+- the cells are numbered from the window origin, so positions are clamped and used as they are;
+- each tap is multiply-added into an ``(H, W, N)`` sum, which stays in cache (a broadcast product over all taps
+  would write and read a ``(K, H, W, N)`` temporary), then one 2-D transposed copy gives the conv's layout;
+- the temporaries live in CPU scratch reused from call to call (``scratch``), carved into the same views each time
+  (``Workspace``, kept with the scratch: making a view costs as much Python time as a small op), and only the
+  parameters are kept for the backward, which recomputes the profiles.
+
+``benchmarks/bench_dcls.py`` measures it (``results/dcls_cpu.json``).
 """
 
 from __future__ import annotations
@@ -42,9 +50,8 @@ INTERPOLATIONS = ("gauss", "bilinear")
 # Lower bound of the Gaussian's standard deviation, in cells: sigma = |spread| + SIGMA_FLOOR. The value is the
 # one the reference DCLS package (v0.1.1) uses, so weights, positions and spreads interchange with it.
 SIGMA_FLOOR = 0.27
-LOG2_E = math.log2(math.e)  # exp(x) = exp2(x * log2(e)); torch's exp2 is about twice as fast as exp on CPU
-# exp(-d^2 / (2 sigma^2)) = exp2(-(d * rate)^2) with rate = GAUSS_RATE / sigma
-GAUSS_RATE = math.sqrt(0.5 * LOG2_E)
+# exp(-u^2 / 2) = exp2(-HALF_LOG2_E * u^2); torch's exp2 is about twice as fast as exp on CPU
+HALF_LOG2_E = 0.5 * math.log2(math.e)
 
 
 @dataclass(frozen=True)
@@ -67,13 +74,32 @@ def window_origin(size: int) -> int:
     return size // 2
 
 
-# -- per-tap values along one axis: parameters (N, K) -> (K, N), and gradients back ---------------------------------
+@dataclass(frozen=True)
+class AxisGroup:
+    """Axes (rows 0, columns 1) of one window size, computed together: both when the window is square."""
+
+    axes: slice  # into the leading axis of a (2, ...) tensor
+    size: int
+
+    @property
+    def count(self) -> int:
+        return self.axes.stop - self.axes.start
+
+    @property
+    def lowest(self) -> int:
+        """The first cell's offset from the origin; the last cell's is ``lowest + size - 1``."""
+        return -window_origin(self.size)
 
 
-def taps_major(values: torch.Tensor, filters: int, count: int, out: torch.Tensor) -> torch.Tensor:
-    """(..., O, I/g, K) parameters -> ``out`` (..., K, N), the layout every later step reads (a copy: the callers
-    work in place on it)."""
-    return out.copy_(values.reshape(out.shape[:-2] + (filters, count)).transpose(-1, -2))
+def axis_groups(shape: KernelShape) -> tuple[AxisGroup, ...]:
+    if shape.height == shape.width:
+        return (AxisGroup(slice(0, 2), shape.height),)
+    return (AxisGroup(slice(0, 1), shape.height), AxisGroup(slice(1, 2), shape.width))
+
+
+def taps_major(values: torch.Tensor, shape: KernelShape) -> torch.Tensor:
+    """(..., O, I/g, K) parameters as a (..., K, N) view (strided: ops read it in place of a copy)."""
+    return values.reshape(values.shape[:-3] + (shape.filters, shape.kernel_count)).transpose(-1, -2)
 
 
 def filters_major(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -81,159 +107,165 @@ def filters_major(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return grad.transpose(-1, -2).reshape(like.shape)
 
 
-def centre_cells(positions: torch.Tensor, sizes: tuple[int, int]) -> torch.Tensor:
-    """Offsets from the window origin (2, K, N) -> window cells clamped to the window, in place."""
-    for axis, size in enumerate(sizes):
-        positions[axis].add_(window_origin(size)).clamp_(0, size - 1)
-    return positions
+def cell_offsets(grid: torch.Tensor, group: AxisGroup) -> torch.Tensor:
+    """The group's cells as offsets from the window origin, (1, 1, S, 1) to broadcast against (A, K, S, N)."""
+    return (grid[: group.size] + group.lowest).view(1, 1, -1, 1)
 
 
-def inside_window(positions: torch.Tensor, sizes: tuple[int, int]) -> torch.Tensor:
-    """Where the clamp lets the gradient through (2, K, N): offsets whose cell lies in the window, borders included."""
-    inside = torch.empty_like(positions, dtype=torch.bool)
-    for axis, size in enumerate(sizes):
-        cells = positions[axis] + window_origin(size)
-        torch.logical_and(cells >= 0, cells <= size - 1, out=inside[axis])
-    return inside
+# -- 1-D profiles of a group of axes: centres (A, K, N) -> (A, K, S, N), and back for the gradient ---------------
+# Per-tap inputs come unsqueezed to (A, K, 1, N) and cells as (1, 1, S, 1), so they broadcast over the profiles.
 
 
-def gauss_rates(spreads: torch.Tensor) -> torch.Tensor:
-    """``GAUSS_RATE / sigma`` with ``sigma = |spread| + SIGMA_FLOOR``, in place on ``spreads``."""
-    return spreads.abs_().add_(SIGMA_FLOOR).reciprocal_().mul_(GAUSS_RATE)
+def scaled_offsets(shifts, rates, cells, out: torch.Tensor) -> torch.Tensor:
+    """``u = (centre - cell) * rate`` into ``out`` (A, K, S, N), from ``shifts = centre * rate`` and the rates."""
+    return torch.addcmul(shifts, cells, rates, value=-1, out=out)
 
 
-# -- 1-D profiles along one axis: centres (K, N) -> (K, S, N), and back for the gradient ------------------------
+def gauss_profile(shifts, rates, cells, zero: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Unnormalized Gaussians ``exp(-u^2 / 2)``, ``u = (centre - cell) * rate``, ``rate = 1 / sigma``, into ``out``
+    in three passes (``zero`` a 0-dim zero)."""
+    scaled = scaled_offsets(shifts, rates, cells, out)
+    return torch.addcmul(zero, scaled, scaled, value=-HALF_LOG2_E, out=out).exp2_()
 
 
-def _scaled_offsets(
-    centres: torch.Tensor, rates: torch.Tensor | None, grid: torch.Tensor, out: torch.Tensor
-) -> torch.Tensor:
-    """``(cell - centre) * rate`` (K, S, N), or ``cell - centre`` without rates, in one pass into ``out``."""
-    if rates is None:
-        return torch.sub(grid.view(1, -1, 1), centres.unsqueeze(1), out=out)
-    shift = (centres * rates).neg_().unsqueeze(1)  # (K, 1, N)
-    return torch.addcmul(shift, grid.view(1, -1, 1), rates.unsqueeze(1), out=out)
+def gauss_profile_adjoint(grad, profile, shifts, rates, cells) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients (A, K, N) of the centres and of ``sigma`` from the gradient (A, K, S, N) of the profiles. ``grad``
+    is used up, ``profile`` overwritten.
 
-
-def gauss_profile(
-    centres: torch.Tensor, rates: torch.Tensor, grid: torch.Tensor, out: torch.Tensor
-) -> torch.Tensor:
-    """Unnormalized Gaussian profiles ``2^(-((cell - centre) * rate)^2)`` (K, S, N) into ``out``; ``rates`` (K, N)."""
-    return _scaled_offsets(centres, rates, grid, out).square_().neg_().exp2_()
-
-
-def gauss_profile_adjoint(
-    grad: torch.Tensor, profile: torch.Tensor, centres: torch.Tensor, rates: torch.Tensor, grid: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients (centres, rates), each (K, N), from the gradient (K, S, N) of the profiles. ``grad`` is used up,
-    ``profile`` overwritten.
-
-    With ``u = (cell - c) r`` and ``f = 2^(-u^2)``: ``df/du = -2 ln2 u f``, ``du/dc = -r``, ``du/dr = u / r``.
+    With ``f = exp(-u^2 / 2)``, ``u = (c - cell) / sigma``: ``df/du = -u f``, ``du/dc = 1 / sigma`` and
+    ``du/dsigma = -u / sigma``, so ``df/dc = -u f rate`` and ``df/dsigma = u^2 f rate``.
     """
     along = grad.mul_(profile)
-    scaled = _scaled_offsets(centres, rates, grid, out=profile)  # u
-    along.mul_(scaled)  # df * f * u
-    first = along.sum(dim=1)  # sum over cells of df f u
-    second = along.mul_(scaled).sum(dim=1)  # sum over cells of df f u^2
-    two_ln2 = 2 * math.log(2)
-    return first.mul_(rates).mul_(two_ln2), second.div_(rates).mul_(-two_ln2)
+    scaled = scaled_offsets(shifts, rates, cells, out=profile)
+    along.mul_(scaled)  # df f u
+    rates = rates.squeeze(2)
+    centre_grad = along.sum(dim=2).mul_(rates).neg_()
+    sigma_grad = along.mul_(scaled).sum(dim=2).mul_(rates)  # df f u^2 rate
+    return centre_grad, sigma_grad
 
 
-def bilinear_profile(centres: torch.Tensor, grid: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Hat profiles ``max(0, 1 - |cell - centre|)`` (K, S, N) into ``out``."""
-    return _scaled_offsets(centres, None, grid, out).abs_().neg_().add_(1).clamp_(min=0)
+def bilinear_profile(centres, cells, one: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Hat profiles ``max(0, 1 - |centre - cell|)`` into ``out`` (A, K, S, N) (``one`` a 0-dim one)."""
+    distance = torch.sub(centres, cells, out=out).abs_()
+    return torch.sub(one, distance, out=out).clamp_(min=0)
 
 
-def bilinear_profile_adjoint(grad: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Gradient (K, N) of the centres from that of the profiles (K, S, N): from above, ``grad[floor(c) + 1] -
-    grad[floor(c)]``, the first term absent when ``floor(c)`` is the last cell (a tap there has ``t = 0``)."""
-    size = grad.shape[1]
-    lower = centres.floor().long().unsqueeze(1)  # (K, 1, N)
+def bilinear_profile_adjoint(grad: torch.Tensor, centres: torch.Tensor, group: AxisGroup) -> torch.Tensor:
+    """Gradient (A, K, N) of the centres (A, K, 1, N) from that of the profiles (A, K, S, N): from above,
+    ``grad[floor(c) + 1] - grad[floor(c)]``, the first term absent when ``floor(c)`` is the last cell (a tap there
+    has ``t = 0``)."""
+    size = group.size
+    lower = centres.floor().long().sub_(group.lowest)  # cell index (A, K, 1, N)
     upper = (lower + 1).clamp_(max=size - 1)
-    above = grad.gather(1, upper).squeeze(1).mul_(lower.squeeze(1) + 1 < size)
-    return above.sub_(grad.gather(1, lower).squeeze(1))
+    above = grad.gather(2, upper).squeeze(2).mul_(lower.squeeze(2) + 1 < size)
+    return above.sub_(grad.gather(2, lower).squeeze(2))
 
 
-# -- the contraction over taps: sum_k w_k outer(rows_k, cols_k), and its adjoint ---------------------------------
+def contract_taps_adjoint(grad: torch.Tensor, work: Workspace, along_rows, along_cols, product) -> None:
+    """Per tap, the kernel's gradient (H, W, N) contracted with one profile: ``sum_w grad * cols[k]`` into
+    ``along_rows`` (K, H, N) and ``sum_h grad * rows[k]`` into ``along_cols`` (K, W, N), through ``product``."""
+    taps = zip(work.row_taps, work.col_taps, along_rows.unbind(0), along_cols.unbind(0))
+    for row, col, along_row, along_col in taps:
+        torch.sum(torch.mul(grad, col, out=product), dim=1, out=along_row)
+        torch.sum(torch.mul(grad, row, out=product), dim=0, out=along_col)
 
 
-def contract_taps(
-    weights: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, out: torch.Tensor
-) -> torch.Tensor:
-    """``sum_k weights[k] * outer(rows[k], cols[k])`` per filter: (K, N), (K, H, N), (K, W, N) -> ``out`` (H, W, N).
-
-    ``rows`` is scaled by the weights in place. One multiply-add per tap into the running sum, which stays in cache
-    (a broadcast product over all taps would write and read a (K, H, W, N) temporary)."""
-    weighted = rows.mul_(weights.unsqueeze(1))
-    kernel = torch.mul(weighted[0].unsqueeze(1), cols[0].unsqueeze(0), out=out)
-    for k in range(1, weights.shape[0]):
-        kernel.addcmul_(weighted[k].unsqueeze(1), cols[k].unsqueeze(0))
-    return kernel
+# -- the construction's working memory and its steps -------------------------------------------------------------
 
 
-def contract_taps_adjoint(
-    grad: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, memory: Carve
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per tap, the kernel's gradient (H, W, N) contracted with one profile: ``sum_w grad * cols[k]`` (K, H, N)
-    and ``sum_h grad * rows[k]`` (K, W, N), through one reused (H, W, N) buffer."""
-    count, height, width, filters = rows.shape[0], rows.shape[1], cols.shape[1], grad.shape[2]
-    along_rows, along_cols = memory.take(count, height, filters), memory.take(count, width, filters)
-    product = memory.take(height, width, filters)
-    for k in range(count):
-        torch.sum(torch.mul(grad, cols[k].unsqueeze(0), out=product), dim=1, out=along_rows[k])
-        torch.sum(torch.mul(grad, rows[k].unsqueeze(1), out=product), dim=0, out=along_cols[k])
-    return along_rows, along_cols
+def per_axis(values: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows' and columns' (K, ...) slices of per-group (A, K, ...) tensors."""
+    return (values[0][0], values[0][1]) if len(values) == 1 else (values[0][0], values[1][0])
 
 
-# -- the whole construction as one autograd function -------------------------------------------------------------
+class Workspace:
+    """The views of scratch memory that a construction of one shape works in, made once and reused
+    (``Carve.plan``), and the steps that fill them, in order: ``read_taps``, ``compute_profiles``,
+    ``compute_scale``, ``contract``.
 
+    Per-tap values are (2, K, N): ``centres`` (offsets clamped to the window), ``rates`` (``1 / sigma``, gauss only)
+    and ``shifts`` (``centre * rate``). The profiles of each group of axes are (A, K, S, N); ``rows`` (K, H, N) and
+    ``cols`` (K, W, N) are views of them. ``scale`` (K, N) is what multiplies each tap's outer product, ``kernel``
+    (H, W, N) their sum.
+    """
 
-@dataclass(frozen=True)
-class _Taps:
-    """The taps in the (K, N) layout: weights, window-cell centres (2, K, N), gauss rates (2, K, N) or None; for the
-    backward also where the clamp lets the gradient through and the spreads' signs (2, K, N)."""
+    def __init__(self, shape: KernelShape, gauss: bool, grid: torch.Tensor, memory: Carve) -> None:
+        count, filters, height, width = shape.kernel_count, shape.filters, shape.height, shape.width
+        self.shape, self.gauss, self.groups = shape, gauss, axis_groups(shape)
+        self.centres = memory.take(2, count, filters)
+        self.rates = memory.take(2, count, filters) if gauss else None
+        self.shifts = memory.take(2, count, filters) if gauss else None
+        self.profiles = tuple(memory.take(g.count, count, g.size, filters) for g in self.groups)
+        self.sums = tuple(memory.take(g.count, count, filters) for g in self.groups) if gauss else None
+        self.norms = memory.take(count, filters) if gauss else None
+        self.scale = memory.take(count, filters)
+        self.kernel = memory.take(height, width, filters)
+        # views and constants the steps use, per group of axes where they are split
+        self.group_centres = tuple(self.centres[g.axes] for g in self.groups)
+        self.broadcast = tuple(
+            tuple(values[g.axes].unsqueeze(2) if values is not None else None for g in self.groups)
+            for values in (self.centres, self.rates, self.shifts)
+        )  # centres, rates, shifts per group, each (A, K, 1, N)
+        self.cells = tuple(cell_offsets(grid, g) for g in self.groups)
+        self.zero, self.one = grid.new_zeros(()), grid.new_ones(())
+        self.rows, self.cols = per_axis(self.profiles)
+        self.scale_rows = self.scale.unsqueeze(1)  # (K, 1, N)
+        self.row_taps = self.rows.unsqueeze(2).unbind(0)  # K x (H, 1, N)
+        self.col_taps = self.cols.unsqueeze(1).unbind(0)  # K x (1, W, N)
+        self.kernel_conv_layout = self.kernel.view(height * width, filters).t()  # (N, H * W), strided
 
-    weights: torch.Tensor
-    centres: torch.Tensor
-    rates: torch.Tensor | None
-    inside: torch.Tensor | None = None
-    spread_signs: torch.Tensor | None = None
+    @staticmethod
+    def lend(shape: KernelShape, gauss: bool, grid: torch.Tensor, memory: Carve) -> Workspace:
+        """The workspace for this shape, made once per place in the scratch buffer (``grid`` holds the cells
+        ``0, 1, ...`` whatever tensor it is, so it is not part of the key)."""
+        key = ("dcls", shape, gauss, grid.dtype)
+        return memory.plan(key, lambda carve: Workspace(shape, gauss, grid, carve))
 
+    def read_taps(self, positions: torch.Tensor, spreads: torch.Tensor | None) -> torch.Tensor:
+        """Centres (and rates) from the parameters; returns the unclamped offsets (2, K, N), a view."""
+        offsets = taps_major(positions, self.shape)
+        for group, centres in zip(self.groups, self.group_centres):
+            lowest = group.lowest
+            torch.clamp(offsets[group.axes], lowest, lowest + group.size - 1, out=centres)
+        if self.gauss:
+            torch.abs(taps_major(spreads, self.shape), out=self.rates).add_(SIGMA_FLOOR).reciprocal_()
+        return offsets
 
-def _taps(weight, positions, spreads, shape: KernelShape, memory: Carve, backward: bool = False) -> _Taps:
-    filters, count, sizes = shape.filters, shape.kernel_count, (shape.height, shape.width)
-    offsets = taps_major(positions, filters, count, memory.take(2, count, filters))
-    inside = inside_window(offsets, sizes) if backward else None
-    centres = centre_cells(offsets, sizes)
-    rates = signs = None
-    if spreads is not None:
-        raw = taps_major(spreads, filters, count, memory.take(2, count, filters))
-        signs = raw.sign() if backward else None
-        rates = gauss_rates(raw)
-    weights = taps_major(weight, filters, count, memory.take(count, filters))
-    return _Taps(weights, centres, rates, inside, signs)
+    def compute_profiles(self) -> None:
+        centres, rates, shifts = self.broadcast
+        if not self.gauss:
+            for index, profile in enumerate(self.profiles):
+                bilinear_profile(centres[index], self.cells[index], self.one, out=profile)
+            return
+        torch.mul(self.centres, self.rates, out=self.shifts)
+        for index, profile in enumerate(self.profiles):
+            gauss_profile(shifts[index], rates[index], self.cells[index], self.zero, out=profile)
+            torch.sum(profile, dim=2, out=self.sums[index])
 
+    def compute_scale(self, weight: torch.Tensor) -> torch.Tensor:
+        """Each tap's weight, for gauss over its two profiles' sums (each 2-D Gaussian normalized to sum 1)."""
+        weights = taps_major(weight, self.shape)  # a strided view: read once, into the contiguous scale
+        if not self.gauss:
+            return self.scale.copy_(weights)
+        torch.mul(*per_axis(self.sums), out=self.norms)
+        return torch.div(weights, self.norms, out=self.scale)
 
-def _profiles(taps: _Taps, grid: torch.Tensor, shape: KernelShape, memory: Carve):
-    """Row profiles (K, H, N), column profiles (K, W, N) and the weights that scale their outer products (K, N):
-    for gauss the tap weights over the profiles' sums (each tap's 2-D Gaussian normalized to sum 1)."""
-    grid_rows, grid_cols = grid[: shape.height], grid[: shape.width]
-    count, filters = shape.kernel_count, shape.filters
-    rows, cols = memory.take(count, shape.height, filters), memory.take(count, shape.width, filters)
-    if taps.rates is None:
-        bilinear_profile(taps.centres[0], grid_rows, rows)
-        bilinear_profile(taps.centres[1], grid_cols, cols)
-        return rows, cols, taps.weights
-    gauss_profile(taps.centres[0], taps.rates[0], grid_rows, rows)
-    gauss_profile(taps.centres[1], taps.rates[1], grid_cols, cols)
-    return rows, cols, taps.weights / (rows.sum(dim=1) * cols.sum(dim=1))
+    def contract(self) -> torch.Tensor:
+        """``sum_k scale[k] * outer(rows[k], cols[k])`` per filter into ``kernel`` (H, W, N); ``rows`` are scaled
+        in place. One multiply-add per tap into the running sum, which stays in cache."""
+        self.rows.mul_(self.scale_rows)
+        kernel = torch.mul(self.row_taps[0], self.col_taps[0], out=self.kernel)
+        for row, col in zip(self.row_taps[1:], self.col_taps[1:]):
+            kernel.addcmul_(row, col)
+        return kernel
 
 
 def _scratch_elements(shape: KernelShape) -> int:
-    """Scratch the backward carves (the forward takes less): the taps' weights, centres and rates (5 K N), the
-    profiles and their gradients, one more (K, H, N) product and two (H, W, N) slabs."""
+    """Scratch the backward carves (the forward takes less): per-tap values (10 K N: centres, rates and shifts per
+    axis, sums per axis, their product, the scale), the profiles and their gradients (2 K (H + W) N) and three
+    (H, W, N) slabs (the kernel, its gradient, a product)."""
     count, height, width = shape.kernel_count, shape.height, shape.width
-    return shape.filters * (count * (3 * height + 2 * width + 5) + 2 * height * width)
+    return shape.filters * (count * (2 * height + 2 * width + 10) + 3 * height * width)
 
 
 class SeparableTapKernel(torch.autograd.Function):
@@ -245,17 +277,17 @@ class SeparableTapKernel(torch.autograd.Function):
     def forward(ctx, weight, positions, spreads, grid, shape: KernelShape):  # type: ignore[override]
         ctx.shape = shape
         ctx.save_for_backward(weight, positions, spreads, grid)
-        height, width, filters = shape.height, shape.width, shape.filters
         # no_grad: eager runs a forward without autograd anyway; torch.export traces it inline, where the in-place
         # and out= steps on tensors that require grad would be refused
         with torch.no_grad(), SCRATCH.borrow(weight, _scratch_elements(shape)) as memory:
-            rows, cols, scaled = _profiles(
-                _taps(weight, positions, spreads, shape, memory), grid, shape, memory
-            )
-            kernel = contract_taps(scaled, rows, cols, memory.take(height, width, filters))
+            work = Workspace.lend(shape, spreads is not None, grid, memory)
+            work.read_taps(positions, spreads)
+            work.compute_profiles()
+            work.compute_scale(weight)
+            work.contract()
             # (N, H * W) is the conv's weight layout; a 2-D transposed copy is 4x faster than permuting (H, W, O, I)
-            dense = weight.new_empty(filters, height * width).copy_(kernel.view(height * width, filters).t())
-        return dense.view(shape.out_channels, shape.in_per_group, height, width)
+            dense = weight.new_empty(shape.filters, shape.height * shape.width).copy_(work.kernel_conv_layout)
+        return dense.view(shape.out_channels, shape.in_per_group, shape.height, shape.width)
 
     @staticmethod
     @once_differentiable
@@ -263,52 +295,51 @@ class SeparableTapKernel(torch.autograd.Function):
         weight, positions, spreads, grid = ctx.saved_tensors
         shape: KernelShape = ctx.shape
         with SCRATCH.borrow(weight, _scratch_elements(shape)) as memory:
-            return SeparableTapKernel._backward(grad, weight, positions, spreads, grid, shape, memory)
+            grads = kernel_adjoint(grad, weight, positions, spreads, grid, shape, memory)
+        return (*grads, None, None)
 
-    @staticmethod
-    def _backward(grad, weight, positions, spreads, grid, shape: KernelShape, memory: Carve):
-        height, width, filters = shape.height, shape.width, shape.filters
-        taps = _taps(weight, positions, spreads, shape, memory, backward=True)
-        rows, cols, scaled = _profiles(taps, grid, shape, memory)
-        grad = grad.reshape(filters, height * width).t().view(height, width, filters)
-        grad = memory.take(height, width, filters).copy_(grad)  # (H, W, N), the profiles' layout
-        along_rows, along_cols = contract_taps_adjoint(grad, rows, cols, memory)  # (K, H, N), (K, W, N)
-        grad_scaled = torch.mul(along_rows, rows, out=memory.take(*rows.shape)).sum(dim=1)  # (K, N)
-        grad_rows = along_rows.mul_(scaled.unsqueeze(1))  # the kernel's gradient per profile cell
-        grad_cols = along_cols.mul_(scaled.unsqueeze(1))
-        grad_spreads = None
-        if taps.rates is None:
-            grad_weights = grad_scaled
-            grad_centres = torch.stack(
-                (bilinear_profile_adjoint(grad_rows, taps.centres[0]),
-                 bilinear_profile_adjoint(grad_cols, taps.centres[1]))
-            )  # fmt: skip
-        else:
-            # scaled = weights / (Zr Zc), Z the profiles' sums: d/dZr = -grad_scaled * scaled / Zr
-            sums_rows, sums_cols = rows.sum(dim=1), cols.sum(dim=1)  # (K, N)
-            moved = grad_scaled * scaled
-            grad_rows.sub_((moved / sums_rows).unsqueeze(1))
-            grad_cols.sub_((moved / sums_cols).unsqueeze(1))
-            rates = taps.rates
-            centre_rows, rate_rows = gauss_profile_adjoint(
-                grad_rows, rows, taps.centres[0], rates[0], grid[:height]
-            )
-            centre_cols, rate_cols = gauss_profile_adjoint(
-                grad_cols, cols, taps.centres[1], rates[1], grid[:width]
-            )
-            grad_weights = grad_scaled.div_(sums_rows * sums_cols)
-            grad_centres = torch.stack((centre_rows, centre_cols))
-            # rate = GAUSS_RATE / (|s| + floor): d rate / d s = -sign(s) rate^2 / GAUSS_RATE
-            slope = taps.spread_signs.mul_(rates).mul_(rates).div_(-GAUSS_RATE)
-            grad_spreads = filters_major(torch.stack((rate_rows, rate_cols)).mul_(slope), spreads)
-        grad_centres.mul_(taps.inside)  # the clamp's gradient
-        return (
-            filters_major(grad_weights, weight),
-            filters_major(grad_centres, positions),
-            grad_spreads,
-            None,
-            None,
+
+def kernel_adjoint(grad, weight, positions, spreads, grid, shape: KernelShape, memory: Carve):
+    """Gradients of weight, positions and spreads (None for bilinear) from the kernel's gradient."""
+    height, width, filters = shape.height, shape.width, shape.filters
+    work = Workspace.lend(shape, spreads is not None, grid, memory)
+    offsets = work.read_taps(positions, spreads)
+    work.compute_profiles()
+    scale = work.compute_scale(weight)
+    grad = memory.take(height, width, filters).copy_(
+        grad.reshape(filters, height * width).t().view_as(work.kernel)
+    )
+    # the gradients of the profiles, in tensors shaped as the profiles
+    along = tuple(memory.take(*profile.shape) for profile in work.profiles)
+    along_rows, along_cols = per_axis(along)
+    contract_taps_adjoint(grad, work, along_rows, along_cols, memory.take(height, width, filters))
+    grad_scale = torch.mul(along_rows, work.rows).sum(dim=1)  # (K, N)
+    if work.gauss:
+        # scale = weights / (Zr Zc), Z the profiles' sums: d/dZr = -grad_scale * scale / Zr, for every row cell
+        grad_weights = torch.div(grad_scale, work.norms)
+        moved = grad_scale.mul_(scale)
+    else:
+        grad_weights = grad_scale
+    centres, rates, shifts = work.broadcast
+    centre_grads, sigma_grads = [], []
+    for index, group in enumerate(work.groups):
+        along[index].mul_(work.scale_rows)  # the kernel's gradient per profile cell, directly
+        if not work.gauss:
+            centre_grads.append(bilinear_profile_adjoint(along[index], centres[index], group))
+            continue
+        along[index].sub_(torch.div(moved, work.sums[index]).unsqueeze(2))  # and through the sums
+        centre_grad, sigma_grad = gauss_profile_adjoint(
+            along[index], work.profiles[index], shifts[index], rates[index], work.cells[index]
         )
+        centre_grads.append(centre_grad)
+        sigma_grads.append(sigma_grad)
+    inside = torch.eq(work.centres, offsets)  # offsets the clamp left as they were pass the gradient
+    grad_centres = torch.cat(centre_grads).mul_(inside)
+    grad_spreads = None
+    if sigma_grads:  # sigma = |spread| + floor
+        signs = taps_major(spreads, shape).sign()
+        grad_spreads = filters_major(torch.cat(sigma_grads).mul_(signs), spreads)
+    return filters_major(grad_weights, weight), filters_major(grad_centres, positions), grad_spreads
 
 
 def build_kernel(

@@ -10,34 +10,68 @@ what else the process allocates; kept in a buffer that stays mapped, it does not
 at most ``LIMIT_BYTES``). Nothing carved may outlive the block: callers copy what they return. Where no buffer is
 lent (not a CPU tensor, more than the limit, a torch.compile trace, or the buffer in use by another thread) or it
 runs out, ``take`` allocates a new tensor, so the result never depends on the scratch, only the speed does.
+
+``plan(key, build)`` carves a whole set of views at once (``build(carve)``, any object holding them) and keeps it
+with the buffer, so the next block that asks for the same key at the same place gets the same views without
+making them again: making a view costs as much Python and dispatch time as a small op.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 
 # Largest buffer kept per dtype. A layer whose temporaries need more allocates them per call, as autograd would.
 LIMIT_BYTES = 16 << 20
+# Plans kept per buffer; past this many (a long search trying many shapes) they are dropped and made again.
+MAX_PLANS = 256
+
+Plan = TypeVar("Plan")
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
 
 
 class Carve:
     """Consecutive views of a lent buffer; new tensors once there is no buffer or it is used up."""
 
-    def __init__(self, buffer: torch.Tensor | None, like: torch.Tensor) -> None:
-        self._buffer, self._like, self._used = buffer, like, 0
+    def __init__(
+        self, buffer: torch.Tensor | None, like: torch.Tensor, plans: dict[Hashable, tuple] | None = None
+    ) -> None:
+        self._buffer, self._like, self._used, self._plans = buffer, like, 0, plans
 
     def take(self, *shape: int) -> torch.Tensor:
         numel = math.prod(shape)
         if self._buffer is None or self._used + numel > self._buffer.numel():
             return self._like.new_empty(shape)
-        view = self._buffer[self._used : self._used + numel].view(shape)
+        view = self._buffer.as_strided(shape, contiguous_strides(shape), self._used)  # one call: slice + view
         self._used += numel
         return view
+
+    def plan(self, key: Hashable, build: Callable[[Carve], Plan]) -> Plan:
+        """``build(self)``, kept with the buffer: made once per key and place in the buffer, then reused. Whatever
+        ``build`` allocated past the buffer's end is reused too (it never leaves the lending block either)."""
+        if self._plans is None:
+            return build(self)
+        start, kept = self._used, self._plans.get(key)
+        if kept is not None and kept[0] == start:
+            self._used = kept[2]
+            return kept[1]
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        made = build(self)
+        self._plans[key] = (start, made, self._used)
+        return made
 
 
 class Scratch:
@@ -47,6 +81,7 @@ class Scratch:
         self.limit_bytes = limit_bytes
         self._lock = threading.Lock()
         self._buffers: dict[torch.dtype, torch.Tensor] = {}
+        self._plans: dict[torch.dtype, dict[Hashable, tuple]] = {}
 
     @contextmanager
     def borrow(self, like: torch.Tensor, numel: int) -> Iterator[Carve]:
@@ -63,7 +98,8 @@ class Scratch:
             buffer = self._buffers.get(like.dtype)
             if buffer is None or buffer.numel() < numel:
                 buffer = self._buffers[like.dtype] = torch.empty(numel, dtype=like.dtype)
-            yield Carve(buffer, like)
+                self._plans[like.dtype] = {}  # views of the old buffer
+            yield Carve(buffer, like, self._plans[like.dtype])
         finally:
             self._lock.release()
 

@@ -148,3 +148,74 @@ def test_the_operator_exports_without_collapsing(interpolation):
     x = torch.randn(2, 4, 9, 9)
     program = torch.export.export(op, (x,))
     torch.testing.assert_close(program.module()(x), op(x))
+
+
+def test_scratch_plans_are_kept_per_key_and_place_and_dropped_with_their_buffer():
+    scratch = Scratch(limit_bytes=4096)
+    like = torch.zeros(1)
+    made = []
+
+    def build(carve):
+        made.append(carve.take(4, 5))
+        return made[-1]
+
+    with scratch.borrow(like, 100) as carve:
+        first = carve.plan("a", build)
+        after = carve.take(3)  # carved past the plan
+    with scratch.borrow(like, 100) as carve:
+        assert carve.plan("a", build) is first and len(made) == 1  # kept: the same views, not made again
+        assert carve.take(3).data_ptr() == after.data_ptr()  # and the carve moved past it as before
+    with scratch.borrow(like, 100) as carve:
+        carve.take(7)
+        moved = carve.plan("a", build)  # another place in the buffer: made anew there
+        assert len(made) == 2 and moved.data_ptr() == first.data_ptr() + 7 * 4
+    with scratch.borrow(like, 500) as carve:  # a larger buffer replaces the old one and its plans
+        again = carve.plan("a", build)
+        assert len(made) == 3 and again.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+    with scratch.borrow(like, 10_000) as carve:  # nothing lent: built each time, never kept
+        carve.plan("a", build)
+        carve.plan("a", build)
+        assert len(made) == 5
+
+
+def test_layers_of_other_shapes_and_dtypes_in_turn_each_get_their_own_kernel():
+    """Workspaces of several shapes and dtypes share the one scratch buffer per dtype, one after the other."""
+    cases = []
+    for shape, dtype in [
+        (KernelShape(4, 3, 5, 7, 7), torch.float64),
+        (KernelShape(3, 2, 4, 5, 9), torch.float64),
+        (KernelShape(4, 3, 5, 7, 7), torch.float32),
+        (KernelShape(2, 2, 6, 5, 5), torch.float64),
+    ]:
+        for interpolation in ("gauss", "bilinear"):
+            params = [
+                p.detach().to(dtype).requires_grad_() if p is not None else None
+                for p in _parameters(shape, interpolation, seed=len(cases), spread_out=2.0)
+            ]
+            cases.append((shape, interpolation, params))
+    for _ in range(2):
+        for shape, interpolation, params in cases:
+            grid = torch.arange(max(shape.height, shape.width), dtype=params[0].dtype)
+            inputs = [p for p in params if p is not None]
+            kernel = build_kernel(*params, grid, interpolation, shape)
+            expected = _formula_kernel(*params, interpolation, shape)
+            tolerance = {"rtol": 1e-5, "atol": 1e-6} if params[0].dtype == torch.float32 else {}
+            torch.testing.assert_close(kernel, expected, **tolerance)
+            got = torch.autograd.grad(kernel.square().sum(), inputs)
+            want = torch.autograd.grad(expected.square().sum(), inputs)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, **tolerance)
+
+
+def test_channels_last_parameters_read_as_their_shape_says():
+    """``module.to(memory_format=channels_last)`` restrides the 4-D positions and spreads; the taps are read by
+    shape, not by assumed strides."""
+    from operators.dcls import DclsConv2d
+
+    torch.manual_seed(0)
+    op = DclsConv2d(6, 4, 3, padding=1, kernel_count=5, dilated_kernel_size=5)
+    x = torch.randn(2, 6, 8, 8)
+    expected = op(x)
+    moved = op.to(memory_format=torch.channels_last)
+    assert not moved.positions.is_contiguous()
+    torch.testing.assert_close(moved(x), expected)
