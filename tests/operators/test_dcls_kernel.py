@@ -219,3 +219,21 @@ def test_channels_last_parameters_read_as_their_shape_says():
     moved = op.to(memory_format=torch.channels_last)
     assert not moved.positions.is_contiguous()
     torch.testing.assert_close(moved(x), expected)
+
+
+@pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
+@pytest.mark.parametrize("shape", SHAPES[:2], ids=str)
+def test_off_the_cpu_every_tensor_stays_on_the_parameters_device(interpolation, shape):
+    """Off the CPU no scratch is lent and the workspace is allocated per call; on the meta device (shapes and
+    devices only, no GPU needed) a tensor made on the CPU by mistake would fail the forward or the backward."""
+    o, i, k = shape.out_channels, shape.in_per_group, shape.kernel_count
+    weight = torch.randn(o, i, k, device="meta", requires_grad=True)
+    positions = torch.randn(2, o, i, k, device="meta", requires_grad=True)
+    spreads = torch.randn(2, o, i, k, device="meta", requires_grad=True) if interpolation == "gauss" else None
+    grid = torch.arange(max(shape.height, shape.width), dtype=torch.float32, device="meta")
+    kernel = build_kernel(weight, positions, spreads, grid, interpolation, shape)
+    assert kernel.device.type == "meta" and kernel.shape == (o, i, shape.height, shape.width)
+    kernel.sum().backward()
+    for parameter in (weight, positions, spreads):
+        if parameter is not None:
+            assert parameter.grad.device.type == "meta" and parameter.grad.shape == parameter.shape
