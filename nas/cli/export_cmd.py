@@ -161,6 +161,15 @@ def _export_reference(args: argparse.Namespace, options: Any) -> Any:
     )  # fmt: skip
 
 
+def _costs_line(costs: dict[str, Any], folded_batchnorms: int) -> str:
+    """Flops, MACs, params and acts; with BatchNorm folded, why the flops exceed the study's (its MACs do not)."""
+    line = (f"flops {costs['flops']:,} ({human(costs['flops'])})  macs {costs['macs']:,}  params {costs['params']:,}  "
+            f"acts {costs['acts']:,}")  # fmt: skip
+    if folded_batchnorms:
+        line += "  (folding BatchNorm gives convs biases: their additions count as flops, as in pycls)"
+    return line
+
+
 def _print(data: dict[str, Any]) -> None:
     console = console_for_tables()
     meta = data["metadata"]
@@ -177,9 +186,10 @@ def _print(data: dict[str, Any]) -> None:
     )
     console.print(f"  TorchScript by {meta['torchscript']}; {meta['collapsed_operators']} operators collapsed; "
                   f"{batchnorm}", highlight=False)  # fmt: skip
-    costs = meta["costs"]
-    console.print(f"  costs: flops {costs['flops']:,} ({human(costs['flops'])})  params {costs['params']:,}  "
-                  f"acts {costs['acts']:,}", highlight=False)  # fmt: skip
+    console.print(
+        f"  costs of the exported graph: {_costs_line(meta['costs'], meta['folded_batchnorms'])}",
+        highlight=False,
+    )
     if "max_abs_diff" in data:
         cases = sorted({case for diffs in data["diffs"].values() for case in diffs})
         verdict = "ok" if data["passed"] else "FAILED"

@@ -55,6 +55,21 @@ def test_study_export_end_to_end(exported, trained_study):
     assert {"torch", "nas", "python", "optuna"} <= set(meta["versions"])
 
 
+def test_text_report_says_what_the_exported_costs_count(exported, capsys):
+    """The exported graph's flops exceed the study's when BatchNorm is folded (conv biases); the report says so and
+    shows the MACs, which agree."""
+    from nas.cli.export_cmd import _print
+
+    _, data, _ = exported
+    _print(data)
+    text = " ".join(capsys.readouterr().out.split())
+    meta = data["metadata"]
+    costs = meta["costs"]
+    assert f"flops {costs['flops']:,}" in text and f"macs {costs['macs']:,}" in text
+    assert meta["fold_bn"] and meta["folded_batchnorms"] > 0
+    assert "folding BatchNorm gives convs biases" in text
+
+
 def test_export_runs_with_torch_alone(exported, trained_study):
     """The metadata is readable with torch alone and the file reproduces the trial's trained weights."""
     _, data, out = exported
