@@ -237,3 +237,22 @@ def test_off_the_cpu_every_tensor_stays_on_the_parameters_device(interpolation, 
     for parameter in (weight, positions, spreads):
         if parameter is not None:
             assert parameter.grad.device.type == "meta" and parameter.grad.shape == parameter.shape
+
+
+@pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
+def test_the_operator_compiles(interpolation):
+    """torch.compile traces the construction (no scratch while compiling); ``aot_eager`` needs no C++ compiler."""
+    from operators.dcls import DclsConv2d
+
+    torch.manual_seed(0)
+    op = DclsConv2d(4, 6, 3, padding=1, kernel_count=5, dilated_kernel_size=5, interpolation=interpolation)
+    x = torch.randn(2, 4, 9, 9)
+    compiled = torch.compile(op, backend="aot_eager", fullgraph=False)
+    compiled(x).square().sum().backward()
+    got = [p.grad.clone() for p in op.parameters()]
+    op.zero_grad()
+    expected = op(x)
+    expected.square().sum().backward()
+    torch.testing.assert_close(compiled(x), expected)
+    for a, b in zip(got, [p.grad for p in op.parameters()]):
+        torch.testing.assert_close(a, b)
