@@ -33,6 +33,10 @@ from nas.search.ray_backend import run_ray
 from nas.space import load_space
 
 
+def _train_seconds(trial) -> float:
+    return trial.user_attrs.get("metrics", {}).get("train_seconds", 0.0)
+
+
 def timed_search(backend, overrides: list[str], study_dir: Path) -> dict:
     space = load_space("convops.yaml", overrides)
     progress = SearchProgress(space.name, [o.metric for o in space.objectives], live=False, quiet=True)
@@ -42,11 +46,10 @@ def timed_search(backend, overrides: list[str], study_dir: Path) -> dict:
     trials = study.get_trials()
     states = sorted({t.state.name for t in trials})
     durations = [t.duration.total_seconds() for t in trials if t.duration]
-    train = [t.user_attrs.get("metrics", {}).get("train_seconds", 0.0) for t in trials]
+    train = [_train_seconds(t) for t in trials]
     # a trial's time outside training: Optuna's start (when the searcher hands it out) to its end, less training.
     # The first trial also waits for a worker to start (a process, its imports, the data), so it is shown apart.
-    outside = {t.number: t.duration.total_seconds() - t.user_attrs.get("metrics", {}).get("train_seconds", 0.0)
-               for t in trials if t.duration}  # fmt: skip
+    outside = {t.number: t.duration.total_seconds() - _train_seconds(t) for t in trials if t.duration}
     first = min(outside, default=None)
     return {
         "trials": len(trials),

@@ -274,9 +274,9 @@ class ConvOperator(nn.Module):
         )
 
     def derived(self, name: str, build: Callable[[], Derived], *sources: torch.Tensor | None) -> Derived:
-        """``build()``, tensors computed from ``sources`` (the effective kernel, a mask, a kernel and bias), kept and reused while no
-        source changes and no gradient flows to them: in eval under ``no_grad`` an operator then runs its conv
-        alone, as its collapsed form does. Rebuilt when a source changes value (its version counter), storage,
+        """``build()``, tensors computed from ``sources`` (the effective kernel, a mask, a kernel and bias), kept and
+        reused while no source changes and no gradient flows to them: in eval under ``no_grad`` an operator then runs
+        its conv alone, as its collapsed form does. Rebuilt when a source changes value (its version counter), storage,
         dtype or device; never kept while autograd needs the graph, or while tracing or compiling."""
         tensors = [t for t in sources if t is not None]
         if (any(isinstance(t, torch.fx.Proxy) for t in tensors) or torch.compiler.is_compiling()

@@ -53,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     for name, entry in data.items():
         params = "\n".join(_describe_param(p) for p in entry["params"]) or "-"
-        table.add_row(
-            name, escape(entry["summary"]), escape(params)
-        )  # text, not rich markup ("a = [d..., 1, ...d]")
+        # text, not rich markup: weighted's summary holds "a = [d..., 1, ...d]"
+        table.add_row(name, escape(entry["summary"]), escape(params))
     console_for_tables().print(table)
     return 0
 
