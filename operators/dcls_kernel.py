@@ -31,7 +31,9 @@ function, ``SeparableTapKernel``, with a hand-written backward, and:
   would write and read a ``(K, H, W, N)`` temporary), then one 2-D transposed copy gives the conv's layout;
 - the temporaries live in CPU scratch reused from call to call (``scratch``), carved into the same views each time
   (``Workspace``, kept with the scratch: making a view costs as much Python time as a small op), and only the
-  parameters are kept for the backward, which recomputes the profiles.
+  parameters are kept for the backward, which recomputes the profiles;
+- the kernel returned lands in storage of an earlier step's kernel once nothing holds that one (``recycled``),
+  not in memory ``malloc`` may just have handed back to the system, to be faulted in again page by page.
 
 ``benchmarks/bench_dcls.py`` measures it (``results/dcls_cpu.json``).
 """
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from .recycled import RECYCLED
 from .scratch import SCRATCH, Carve
 
 INTERPOLATIONS = ("gauss", "bilinear")
@@ -271,7 +274,7 @@ def _scratch_elements(shape: KernelShape) -> int:
 class SeparableTapKernel(torch.autograd.Function):
     """The dense kernel (O, I/groups, H, W) from the operator's parameters; arguments as ``build_kernel``
     (``spreads`` None for bilinear). The backward recomputes the profiles from the parameters. The large temporaries
-    live in ``SCRATCH``; what either pass returns is a new tensor."""
+    live in ``SCRATCH``; what either pass returns is a new tensor (the kernel's on storage from ``RECYCLED``)."""
 
     @staticmethod
     def forward(ctx, weight, positions, spreads, grid, shape: KernelShape):  # type: ignore[override]
@@ -286,7 +289,8 @@ class SeparableTapKernel(torch.autograd.Function):
             work.compute_scale(weight)
             work.contract()
             # (N, H * W) is the conv's weight layout; a 2-D transposed copy is 4x faster than permuting (H, W, O, I)
-            dense = weight.new_empty(shape.filters, shape.height * shape.width).copy_(work.kernel_conv_layout)
+            dense = RECYCLED.empty(weight, shape.filters, shape.height * shape.width)
+            dense.copy_(work.kernel_conv_layout)
         return dense.view(shape.out_channels, shape.in_per_group, shape.height, shape.width)
 
     @staticmethod
