@@ -11,10 +11,14 @@ Two settings from the dcls issue, and one for information:
 
 For each setting the operator runs with both interpolations, and, for information, the reference ``dcls``
 package's ``Dcls2d`` (gauss and its bilinear ``v1``) when it is installed, and ``dense_fresh_weight``: the dense
-conv handed a weight tensor made for the call (a copy of its own), as every operator that builds its kernel hands
-the conv one. On the CPU, a new tensor of a few hundred KiB comes from ``malloc``, which often maps it afresh, so
-the difference between the two dense rows is the allocator's share of an operator's time, not its arithmetic's;
-``minor_faults_per_call`` counts the pages faulted in per call. ``kernel_ms`` is the time of the
+conv handed a weight tensor made for the call (a copy of its own), as an operator that builds its kernel hands the
+conv one. On the CPU, a new tensor of a few hundred KiB comes from ``malloc``, which, depending on what the process
+allocated and freed before, may have handed the last one back to the system and map it afresh, every page faulted
+in again, so the difference between the two dense rows is the allocator's share of such an operator's time, not
+its arithmetic's; ``minor_faults_per_call`` counts the pages faulted in per call. The DCLS operator builds its
+kernel in the storage of an earlier call's (``operators/recycled.py``) and does not pay it. The reference
+package's large allocations raise ``malloc``'s thresholds for the whole process, which hides the effect;
+``--no-package`` leaves the package out, as in a process that allocates little else. ``kernel_ms`` is the time of the
 operator's kernel construction alone (with autograd on). Each module is measured once per round (the median
 of a ``torch.utils.benchmark`` ``blocked_autorange``), rounds interleaved; its time is its fastest round, the
 estimate least disturbed by other processes on a shared machine (the JSON keeps every round and the load).
@@ -22,6 +26,7 @@ estimate least disturbed by other processes on a shared machine (the JSON keeps 
     python benchmarks/bench_dcls.py                 # CPU -> benchmarks/results/dcls_cpu.json
     python benchmarks/bench_dcls.py --device cuda   # -> benchmarks/results/dcls_cuda.json
     python benchmarks/bench_dcls.py --settings dense_train_b8 --output /tmp/x.json   # one setting
+    python benchmarks/bench_dcls.py --no-package --output benchmarks/results/dcls_cpu_no_package.json
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ class FreshWeightConv2d(nn.Conv2d):
         return self._conv_forward(x, self.weight.clone(), self.bias)
 
 
-def modules(setting: Setting) -> dict[str, nn.Module]:
+def modules(setting: Setting, package: bool = True) -> dict[str, nn.Module]:
     s = setting
     common = dict(kernel_size=s.window, padding=s.window // 2, groups=s.groups)
     built: dict[str, nn.Module] = {
@@ -113,7 +118,7 @@ def modules(setting: Setting) -> dict[str, nn.Module]:
             interpolation=interpolation,
         )
     for label, version in (("package_gauss", "gauss"), ("package_bilinear", "v1")):
-        module = _package_module(setting, version)
+        module = _package_module(setting, version) if package else None
         if module is not None:
             built[label] = module
     return built
@@ -149,7 +154,9 @@ def minor_faults_per_call(fn: Callable[[], None], calls: int = 20) -> float | No
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
 
-def run_setting(setting: Setting, device: torch.device, min_run_time: float, rounds: int) -> dict:
+def run_setting(
+    setting: Setting, device: torch.device, min_run_time: float, rounds: int, package: bool = True
+) -> dict:
     """Times per module, interleaved over ``rounds``; each module's time is its fastest round.
 
     On a machine shared with other jobs a measurement is the true time plus whatever load it met, so the
@@ -158,7 +165,7 @@ def run_setting(setting: Setting, device: torch.device, min_run_time: float, rou
     torch.manual_seed(0)
     x = torch.randn(setting.batch, setting.channels_in, setting.size, setting.size, device=device)
     x.requires_grad_(setting.train)
-    built = {label: module.to(device) for label, module in modules(setting).items()}
+    built = {label: module.to(device) for label, module in modules(setting, package).items()}
     steps = {label: _step(module, x, setting.train) for label, module in built.items()}
     kernels = {name: built[f"dcls_{name}"].dense_kernel for name in ("gauss", "bilinear")}
     for fn in (*steps.values(), *kernels.values()):
@@ -227,13 +234,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--output", type=Path, default=None, help="JSON path (default results/dcls_<device>.json)"
     )
+    parser.add_argument(
+        "--no-package", action="store_true", help="leave the reference dcls package's modules out"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     chosen = [setting for setting in SETTINGS if args.settings is None or setting.name in args.settings]
-    results = [run_setting(setting, device, args.min_run_time, args.rounds) for setting in chosen]
+    results = [
+        run_setting(setting, device, args.min_run_time, args.rounds, package=not args.no_package)
+        for setting in chosen
+    ]
     report = {
         "benchmark": "dcls",
         "device": args.device,
@@ -241,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "rounds": args.rounds,
+        "package": not args.no_package,
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "results": results,
     }

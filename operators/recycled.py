@@ -27,6 +27,11 @@ import torch
 LIMIT_BYTES = 64 << 20
 
 
+_CAN_COUNT = hasattr(
+    torch._C, "_storage_Use_Count"
+)  # torch's own tests use it; without it, allocate per call
+
+
 def _unused(storage: torch.UntypedStorage) -> bool:
     """Whether the pool's reference is the storage's only one (torch counts every tensor and view on it)."""
     return torch._C._storage_Use_Count(storage._cdata) == 1
@@ -52,17 +57,15 @@ class Recycled:
             like.device.type == "cpu"
             and 0 < nbytes <= self.limit_bytes
             and not torch.compiler.is_compiling()
-            and hasattr(torch._C, "_storage_Use_Count")
+            and _CAN_COUNT
         )
         if not reusable or not self._lock.acquire(blocking=False):
             return like.new_empty(shape)
-        try:
+        try:  # the tensor is made before the lock is released, so no other thread sees the storage unused
             storage = self._storage(like.dtype, nbytes)
+            return like.new_empty(shape) if storage is None else like.new_empty(0).set_(storage, 0, shape)
         finally:
             self._lock.release()
-        if storage is None:
-            return like.new_empty(shape)
-        return like.new_empty(0).set_(storage, 0, shape)
 
     def _storage(self, dtype: torch.dtype, nbytes: int) -> torch.UntypedStorage | None:
         key = (dtype, nbytes)

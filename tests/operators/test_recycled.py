@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 
@@ -110,3 +112,23 @@ def test_the_dcls_layer_borrows_from_the_process_pool():
     RECYCLED.clear()
     layer.dense_kernel()
     assert RECYCLED.kept_bytes == 5 * 3 * 5 * 5 * 4
+
+
+def test_threads_asking_at_once_never_share_a_storage():
+    pool = Recycled(limit_bytes=1 << 20)
+    like = torch.zeros(1)
+    held: list[torch.Tensor] = []
+    start = threading.Barrier(8)
+
+    def ask() -> None:
+        start.wait()
+        for _ in range(20):
+            held.append(pool.empty(like, 16, 16))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(held) == 160
+    assert len({_storage_address(t) for t in held}) == 160
