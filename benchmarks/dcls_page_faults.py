@@ -1,0 +1,118 @@
+"""Page faults of the DCLS forward in a fresh process: the kernel on recycled storage against a new tensor per call.
+
+The dense 64->64 layer of ``bench_dcls.py`` (9 taps in 7x7, 32x32, batch 1) runs its forward (autograd on, as in
+training) in a new Python process per variant, so that each starts from the same ``malloc`` state:
+
+- ``recycled``: as the operator is, the kernel built into storage of an earlier call's (``operators/recycled.py``);
+- ``fresh``: the same with the pool given no room, so every kernel is a new tensor, as before the pool.
+
+Each process also times a 7x7 conv. Per variant: minor page faults per forward (``getrusage``), the forward and
+the conv in ms (the median of ``--blocks`` blocks), their ratio. ``--repeats`` processes per variant, alternating.
+
+    python benchmarks/dcls_page_faults.py            # -> results/dcls_page_faults_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = ("recycled", "fresh")
+
+
+def measure(variant: str, interpolation: str, blocks: int, calls: int) -> dict:
+    """One variant in this process."""
+    from operators import recycled
+    from operators.dcls import DclsConv2d
+
+    if variant == "fresh":
+        recycled.RECYCLED.limit_bytes = 0
+    torch.manual_seed(0)
+    op = DclsConv2d(64, 64, 7, padding=3, kernel_count=9, dilated_kernel_size=7, interpolation=interpolation)
+    conv = torch.nn.Conv2d(64, 64, 7, padding=3)
+    x = torch.randn(1, 64, 32, 32)
+
+    def block(fn) -> tuple[float, float]:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        seconds = (time.perf_counter() - start) / calls
+        return seconds * 1e3, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / calls
+
+    block(lambda: op(x))  # warm up
+    block(lambda: conv(x))
+    forward, conv_ms, faults = [], [], []
+    for _ in range(blocks):
+        ms, per_call = block(lambda: op(x))
+        forward.append(ms)
+        faults.append(per_call)
+        conv_ms.append(block(lambda: conv(x))[0])
+    return {
+        "forward_ms": statistics.median(forward),
+        "conv_ms": statistics.median(conv_ms),
+        "forward_x_conv": statistics.median(forward) / statistics.median(conv_ms),
+        "faults_per_forward": statistics.median(faults),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="processes per variant and interpolation")
+    parser.add_argument("--blocks", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=20, help="forwards per block")
+    parser.add_argument("--output", type=Path, default=RESULTS / "dcls_page_faults_cpu.json")
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "INTERPOLATION"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(*args.child, args.blocks, args.calls)))
+        return
+    runs: dict[str, list[dict]] = {}
+    for _ in range(args.repeats):
+        for interpolation in ("gauss", "bilinear"):
+            for variant in VARIANTS:
+                command = [sys.executable, __file__, "--child", variant, interpolation]
+                command += ["--blocks", str(args.blocks), "--calls", str(args.calls)]
+                result = subprocess.run(command, capture_output=True, text=True, check=True)
+                runs.setdefault(f"{variant}_{interpolation}", []).append(
+                    json.loads(result.stdout.splitlines()[-1])
+                )
+    summary = {
+        label: {key: statistics.median(run[key] for run in results) for key in results[0]}
+        for label, results in runs.items()
+    }
+    report = {
+        "benchmark": "dcls_page_faults",
+        "device_name": platform.processor(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "summary": summary,
+        "runs": runs,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print("| variant | faults per forward | forward ms | conv ms | forward / conv |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, row in summary.items():
+        print(
+            f"| {label} | {row['faults_per_forward']:.0f} | {row['forward_ms']:.2f} | {row['conv_ms']:.2f} "
+            f"| {row['forward_x_conv']:.2f}x |"
+        )
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
