@@ -1,17 +1,20 @@
-"""Page faults of the DCLS forward in a fresh process: the kernel on recycled storage against a new tensor per call.
+"""Page faults of DCLS in a fresh process: what it returns on recycled storage against a new tensor per call.
 
 The dense 64->64 layer of ``bench_dcls.py`` (9 taps in 7x7, 32x32, batch 1) runs its forward (autograd on, as in
-training) in a new Python process per variant, so that each starts from the same ``malloc`` state:
+training; ``--mode forward``) or a training step (forward and backward; ``--mode train``) in a new Python process
+per variant, so that each starts from the same ``malloc`` state:
 
-- ``recycled``: as the operator is, the kernel built into storage of an earlier call's (``operators/recycled.py``);
-- ``fresh``: the same with the pool given no room, so every kernel is a new tensor, as before the pool.
+- ``recycled``: as the operator is: the kernel, and the parameters' gradients, built into storage of an earlier
+  call's (``operators/recycled.py``);
+- ``fresh``: the same with the pool given no room, so every one is a new tensor, as before the pool.
 
-Each process also times a 7x7 conv. Per process: minor page faults per forward (``getrusage``), the forward and
-the conv in ms (the median of ``--blocks`` blocks), their ratio. ``--repeats`` processes per variant, alternating;
+Each process also times a 7x7 conv doing the same. Per process: minor page faults per call (``getrusage``), the
+operator's and the conv's time in ms (the median of ``--blocks`` blocks), their ratio. ``--repeats`` processes per variant, alternating;
 whether a process faults depends on ``malloc``'s state, which differs from process to process, so the table counts
 the processes that did.
 
-    python benchmarks/dcls_page_faults.py            # -> results/dcls_page_faults_cpu.json
+    python benchmarks/dcls_page_faults.py                 # -> results/dcls_page_faults_cpu.json
+    python benchmarks/dcls_page_faults.py --mode train    # -> results/dcls_page_faults_train_cpu.json
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("recycled", "fresh")
 
 
-def measure(variant: str, interpolation: str, blocks: int, calls: int) -> dict:
+def measure(variant: str, interpolation: str, mode: str, blocks: int, calls: int) -> dict:
     """One variant in this process."""
     from operators import recycled
     from operators.dcls import DclsConv2d
@@ -44,6 +47,13 @@ def measure(variant: str, interpolation: str, blocks: int, calls: int) -> dict:
     conv = torch.nn.Conv2d(64, 64, 7, padding=3)
     x = torch.randn(1, 64, 32, 32)
 
+    def call(module: torch.nn.Module) -> None:
+        if mode == "forward":
+            module(x)
+            return
+        module.zero_grad(set_to_none=True)
+        module(x).sum().backward()
+
     def block(fn) -> tuple[float, float]:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
@@ -52,19 +62,19 @@ def measure(variant: str, interpolation: str, blocks: int, calls: int) -> dict:
         seconds = (time.perf_counter() - start) / calls
         return seconds * 1e3, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / calls
 
-    block(lambda: op(x))  # warm up
-    block(lambda: conv(x))
-    forward, conv_ms, faults = [], [], []
+    block(lambda: call(op))  # warm up
+    block(lambda: call(conv))
+    op_ms, conv_ms, faults = [], [], []
     for _ in range(blocks):
-        ms, per_call = block(lambda: op(x))
-        forward.append(ms)
+        ms, per_call = block(lambda: call(op))
+        op_ms.append(ms)
         faults.append(per_call)
-        conv_ms.append(block(lambda: conv(x))[0])
+        conv_ms.append(block(lambda: call(conv))[0])
     return {
-        "forward_ms": statistics.median(forward),
+        "op_ms": statistics.median(op_ms),
         "conv_ms": statistics.median(conv_ms),
-        "forward_x_conv": statistics.median(forward) / statistics.median(conv_ms),
-        "faults_per_forward": statistics.median(faults),
+        "op_x_conv": statistics.median(op_ms) / statistics.median(conv_ms),
+        "faults_per_call": statistics.median(faults),
     }
 
 
@@ -75,18 +85,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="processes per variant and interpolation")
     parser.add_argument("--blocks", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20, help="forwards per block")
-    parser.add_argument("--output", type=Path, default=RESULTS / "dcls_page_faults_cpu.json")
+    parser.add_argument("--mode", choices=("forward", "train"), default="forward")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="default results/dcls_page_faults[_train]_cpu.json"
+    )
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "INTERPOLATION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(*args.child, args.blocks, args.calls)))
+        print(json.dumps(measure(*args.child, args.mode, args.blocks, args.calls)))
         return
     runs: dict[str, list[dict]] = {}
     for _ in range(args.repeats):
         for interpolation in ("gauss", "bilinear"):
             for variant in VARIANTS:
                 command = [sys.executable, __file__, "--child", variant, interpolation]
-                command += ["--blocks", str(args.blocks), "--calls", str(args.calls)]
+                command += ["--mode", args.mode, "--blocks", str(args.blocks), "--calls", str(args.calls)]
                 result = subprocess.run(command, capture_output=True, text=True, check=True)
                 runs.setdefault(f"{variant}_{interpolation}", []).append(
                     json.loads(result.stdout.splitlines()[-1])
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = {
         label: {
             **{key: statistics.median(run[key] for run in results) for key in results[0]},
-            "processes_with_faults": sum(run["faults_per_forward"] >= 1 for run in results),
+            "processes_with_faults": sum(run["faults_per_call"] >= 1 for run in results),
             "processes": len(results),
         }
         for label, results in runs.items()
@@ -104,22 +117,25 @@ def main(argv: list[str] | None = None) -> None:
         "device_name": platform.processor(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "mode": args.mode,
         "repeats": args.repeats,
         "summary": summary,
         "runs": runs,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print("| variant | processes with faults | faults per forward, each | forward / conv, each (median) |")
+    suffix = "" if args.mode == "forward" else f"_{args.mode}"
+    output = args.output or RESULTS / f"dcls_page_faults{suffix}_cpu.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"| variant | processes with faults | faults per call, each | {args.mode} / conv, each (median) |")
     print("| --- | --- | --- | --- |")
     for label, row in summary.items():
-        faults = ", ".join(f"{run['faults_per_forward']:.0f}" for run in runs[label])
-        ratios = ", ".join(f"{run['forward_x_conv']:.2f}" for run in runs[label])
+        faults = ", ".join(f"{run['faults_per_call']:.0f}" for run in runs[label])
+        ratios = ", ".join(f"{run['op_x_conv']:.2f}" for run in runs[label])
         print(
             f"| {label} | {row['processes_with_faults']} of {row['processes']} | {faults} "
-            f"| {ratios} ({row['forward_x_conv']:.2f}x) |"
+            f"| {ratios} ({row['op_x_conv']:.2f}x) |"
         )
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

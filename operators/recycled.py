@@ -3,9 +3,9 @@
 A DCLS layer builds a new dense kernel (a few hundred KiB) on every training step and returns it: the conv
 saves it for the backward, which frees it. On the CPU a new tensor of that size comes from the C library's
 ``malloc``, which, depending on everything else the process allocated and freed before, may have given the freed
-block back to the operating system, so that every page of the next one is faulted in again: in a third of fresh
-processes, the batch-1 forward of a 64->64 layer then faults in 1.8 MiB per call and takes 1.9x to 2.4x a 7x7 conv
-where it otherwise takes 1.4x to 1.9x (``benchmarks/dcls_page_faults.py``).
+block back to the operating system, so that every page of the next one is faulted in again: in 7 of 12 fresh
+processes the batch-1 forward of a 64->64 layer faulted in 1.8 MiB per call, and in none with the pool
+(``benchmarks/dcls_page_faults.py``). The backward returns the parameters' gradients from the pool too.
 
 ``RECYCLED.empty(like, *shape)`` returns a new tensor (its own ``TensorImpl``, no autograd history) on storage kept
 from earlier calls when nothing but the pool refers to that storage any longer: no tensor, view or autograd graph

@@ -132,3 +132,28 @@ def test_threads_asking_at_once_never_share_a_storage():
         thread.join()
     assert len(held) == 160
     assert len({_storage_address(t) for t in held}) == 160
+
+
+def test_the_parameters_gradients_come_back_on_recycled_storage():
+    """With gradients set to None between steps (``zero_grad``'s default), each step's gradient of the tap weights,
+    positions and spreads lands where the previous step's was; the values are those of a step without the pool."""
+    torch.manual_seed(0)
+    layer = DclsConv2d(4, 6, 3, padding=1, kernel_count=5, dilated_kernel_size=5)
+    x = torch.randn(2, 4, 9, 9)
+    names = ("weight", "positions", "spreads")
+    addresses = []
+    for _ in range(2):
+        layer.zero_grad(set_to_none=True)
+        layer(x).square().sum().backward()
+        addresses.append({name: _storage_address(getattr(layer, name).grad) for name in names})
+    assert addresses[0] == addresses[1]
+    got = {name: getattr(layer, name).grad.clone() for name in names}
+    limit = RECYCLED.limit_bytes
+    try:
+        RECYCLED.limit_bytes = 0  # no room: every result a new tensor
+        layer.zero_grad(set_to_none=True)
+        layer(x).square().sum().backward()
+    finally:
+        RECYCLED.limit_bytes = limit
+    for name in names:
+        torch.testing.assert_close(got[name], getattr(layer, name).grad, rtol=0, atol=0, msg=name)
