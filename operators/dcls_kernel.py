@@ -32,8 +32,9 @@ function, ``SeparableTapKernel``, with a hand-written backward, and:
 - the temporaries live in CPU scratch reused from call to call (``scratch``), carved into the same views each time
   (``Workspace``, kept with the scratch: making a view costs as much Python time as a small op), and only the
   parameters are kept for the backward, which recomputes the profiles;
-- the kernel returned lands in storage of an earlier step's kernel once nothing holds that one (``recycled``),
-  not in memory ``malloc`` may just have handed back to the system, to be faulted in again page by page.
+- the kernel returned (and, in the backward, the parameters' gradients) lands in storage of an earlier step's once
+  nothing holds that any more (``recycled``), not in memory ``malloc`` may just have handed back to the system, to
+  be faulted in again page by page.
 
 ``benchmarks/bench_dcls.py`` measures it (``results/dcls_cpu.json``).
 """
@@ -276,7 +277,7 @@ def _scratch_elements(shape: KernelShape) -> int:
 class SeparableTapKernel(torch.autograd.Function):
     """The dense kernel (O, I/groups, H, W) from the operator's parameters; arguments as ``build_kernel``
     (``spreads`` None for bilinear). The backward recomputes the profiles from the parameters. The large temporaries
-    live in ``SCRATCH``; what either pass returns is a new tensor (the kernel's on storage from ``RECYCLED``)."""
+    live in ``SCRATCH``; what either pass returns is a new tensor, on storage from ``RECYCLED``."""
 
     @staticmethod
     def forward(ctx, weight, positions, spreads, grid, shape: KernelShape):  # type: ignore[override]

@@ -25,11 +25,8 @@ import torch
 # Bytes of storage kept in all, least recently asked-for sizes dropped first (the kernels of a network's
 # layers, one storage per layer of a size while a step holds them all).
 LIMIT_BYTES = 64 << 20
-
-
-_CAN_COUNT = hasattr(
-    torch._C, "_storage_Use_Count"
-)  # torch's own tests use it; without it, allocate per call
+# torch's count of a storage's references (its own tests use it); without it the pool allocates every time
+_CAN_COUNT = hasattr(torch._C, "_storage_Use_Count")
 
 
 def _unused(storage: torch.UntypedStorage) -> bool:
