@@ -26,7 +26,7 @@ estimate least disturbed by other processes on a shared machine (the JSON keeps 
     python benchmarks/bench_dcls.py                 # CPU -> benchmarks/results/dcls_cpu.json
     python benchmarks/bench_dcls.py --device cuda   # -> benchmarks/results/dcls_cuda.json
     python benchmarks/bench_dcls.py --settings dense_train_b8 --output /tmp/x.json   # one setting
-    python benchmarks/bench_dcls.py --no-package --output benchmarks/results/dcls_cpu_no_package.json
+    python benchmarks/bench_dcls.py --no-package --output /tmp/dcls_no_package.json   # package left out
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ per variant, so that each starts from the same ``malloc`` state:
 - ``fresh``: the same with the pool given no room, so every one is a new tensor, as before the pool.
 
 Each process also times a 7x7 conv doing the same. Per process: minor page faults per call (``getrusage``), the
-operator's and the conv's time in ms (the median of ``--blocks`` blocks), their ratio. ``--repeats`` processes per variant, alternating;
-whether a process faults depends on ``malloc``'s state, which differs from process to process, so the table counts
-the processes that did.
+operator's and the conv's time in ms (the median of ``--blocks`` blocks), their ratio. ``--repeats`` processes per
+variant, alternating; whether a process faults depends on ``malloc``'s state, which differs from process to
+process, so the table counts the processes that did.
 
     python benchmarks/dcls_page_faults.py                 # -> results/dcls_page_faults_cpu.json
     python benchmarks/dcls_page_faults.py --mode train    # -> results/dcls_page_faults_train_cpu.json
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="processes per variant and interpolation")
     parser.add_argument("--blocks", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=20, help="forwards per block")
+    parser.add_argument("--calls", type=int, default=20, help="calls (forwards or training steps) per block")
     parser.add_argument("--mode", choices=("forward", "train"), default="forward")
     parser.add_argument(
         "--output", type=Path, default=None, help="default results/dcls_page_faults[_train]_cpu.json"

@@ -108,8 +108,9 @@ def taps_major(values: torch.Tensor, shape: KernelShape) -> torch.Tensor:
 
 def filters_major(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A (..., K, N) gradient -> the parameter's shape (..., O, I/g, K), a new tensor on recycled storage."""
+    transposed = grad.transpose(-1, -2)
     result = RECYCLED.empty(grad, *like.shape)
-    result.view(grad.shape[:-2] + grad.shape[-1:] + grad.shape[-2:-1]).copy_(grad.transpose(-1, -2))
+    result.view(transposed.shape).copy_(transposed)
     return result
 
 

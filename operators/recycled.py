@@ -22,6 +22,8 @@ from collections import OrderedDict
 
 import torch
 
+from .scratch import keepable
+
 # Bytes of storage kept in all, least recently asked-for sizes dropped first (the kernels of a network's
 # layers, one storage per layer of a size while a step holds them all).
 LIMIT_BYTES = 64 << 20
@@ -50,12 +52,7 @@ class Recycled:
     def empty(self, like: torch.Tensor, *shape: int) -> torch.Tensor:
         """An uninitialized contiguous tensor of ``shape`` with ``like``'s dtype and device."""
         nbytes = math.prod(shape) * like.element_size()
-        reusable = (
-            like.device.type == "cpu"
-            and 0 < nbytes <= self.limit_bytes
-            and not torch.compiler.is_compiling()
-            and _CAN_COUNT
-        )
+        reusable = _CAN_COUNT and nbytes > 0 and keepable(like, nbytes, self.limit_bytes)
         if not reusable or not self._lock.acquire(blocking=False):
             return like.new_empty(shape)
         try:  # the tensor is made before the lock is released, so no other thread sees the storage unused

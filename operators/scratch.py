@@ -34,6 +34,12 @@ MAX_PLANS = 256
 Plan = TypeVar("Plan")
 
 
+def keepable(like: torch.Tensor, nbytes: int, limit_bytes: int) -> bool:
+    """Whether memory for ``nbytes`` like ``like`` may be kept between calls: CPU memory within the limit, outside a
+    torch.compile trace (which must see plain allocations)."""
+    return like.device.type == "cpu" and nbytes <= limit_bytes and not torch.compiler.is_compiling()
+
+
 class Carve:
     """Consecutive views of a lent buffer; new tensors once there is no buffer or it is used up."""
 
@@ -78,11 +84,7 @@ class Scratch:
     @contextmanager
     def borrow(self, like: torch.Tensor, numel: int) -> Iterator[Carve]:
         """A ``Carve`` of ``numel`` elements of ``like``'s dtype on the CPU, or one that allocates (see module doc)."""
-        lendable = (
-            like.device.type == "cpu"
-            and numel * like.element_size() <= self.limit_bytes
-            and not torch.compiler.is_compiling()
-        )
+        lendable = keepable(like, numel * like.element_size(), self.limit_bytes)
         if not lendable or not self._lock.acquire(blocking=False):
             yield Carve(None, like)
             return
