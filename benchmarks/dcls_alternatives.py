@@ -3,7 +3,10 @@
 window, N = 4096 filters).
 
 - ``contract``: ``kernel[n, h, w] = sum_k rows[k, h, n] * cols[k, w, n]``, ending in the conv's (N, H, W) layout:
-  - ``taps_then_transpose`` (kept): one multiply-add per tap into an (H, W, N) sum, then a 2-D transposed copy;
+  - ``blocks of B`` (kept, B = 128 by ``KernelShape.block``): one multiply-add per tap into an (N / B, H, W, B)
+    sum, then each block's (H * W, B) tile transposed; other B for comparison;
+  - ``taps_then_transpose``: one multiply-add per tap into an (H, W, N) sum, then one 2-D transposed copy (the same
+    as one block of all N filters);
   - ``bmm``: ``torch.bmm`` over the N filters, (H, K) @ (K, W) each;
   - ``einsum``: ``torch.einsum("nhk,nkw->nhw")``;
   - ``taps_into_conv_layout``: the multiply-adds straight into (N, H, W), profiles laid out (K, N, S);
@@ -25,8 +28,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from operators.dcls_kernel import KernelShape, blocked
+
 COUNT, SIZE, OUT, IN = 9, 7, 64, 64
 FILTERS = OUT * IN
+KEPT_BLOCK = KernelShape(OUT, IN, COUNT, SIZE, SIZE).block
 
 
 def median_us(fn: Callable[[], object], rounds: int, calls: int = 20) -> float:
@@ -51,6 +57,21 @@ def contraction_variants() -> dict[str, Callable[[], torch.Tensor]]:
             summed.addcmul_(row, col)
         return torch.empty(FILTERS, SIZE * SIZE).copy_(summed.view(SIZE * SIZE, FILTERS).t())
 
+    def in_blocks(block: int) -> Callable[[], torch.Tensor]:
+        blocks = FILTERS // block
+        tiles = torch.empty(blocks, SIZE, SIZE, block)
+        row_blocks = blocked(rows, blocks).unsqueeze(3).unbind(0)  # K x (blocks, H, 1, B)
+        col_blocks = blocked(cols, blocks).unsqueeze(2).unbind(0)  # K x (blocks, 1, W, B)
+        transposed = tiles.view(blocks, SIZE * SIZE, block).transpose(1, 2)
+
+        def contract() -> torch.Tensor:
+            torch.mul(row_blocks[0], col_blocks[0], out=tiles)
+            for row, col in zip(row_blocks[1:], col_blocks[1:]):
+                tiles.addcmul_(row, col)
+            return torch.empty(FILTERS, SIZE * SIZE).view(transposed.shape).copy_(transposed)
+
+        return contract
+
     rows_nhk = rows.permute(2, 1, 0).contiguous()  # (N, H, K)
     cols_nkw = cols.permute(2, 0, 1).contiguous()  # (N, K, W)
     rows_kns = rows.permute(0, 2, 1).contiguous()  # (K, N, H)
@@ -65,7 +86,9 @@ def contraction_variants() -> dict[str, Callable[[], torch.Tensor]]:
 
     expected = taps_then_transpose().view(FILTERS, SIZE, SIZE)
     variants = {
-        "taps_then_transpose (kept)": taps_then_transpose,
+        f"blocks of {KEPT_BLOCK} (kept)": in_blocks(KEPT_BLOCK),
+        **{f"blocks of {block}": in_blocks(block) for block in (32, 64, 256, 1024) if block != KEPT_BLOCK},
+        "taps_then_transpose": taps_then_transpose,
         "bmm": lambda: torch.bmm(rows_nhk, cols_nkw),
         "einsum": lambda: torch.einsum("nhk,nkw->nhw", rows_nhk, cols_nkw),
         "taps_into_conv_layout": taps_into_conv_layout,

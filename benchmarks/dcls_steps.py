@@ -57,7 +57,8 @@ def step_times(op: DclsConv2d, calls: int) -> dict[str, float]:
                 now = mark("compute_scale", now)
                 work.contract()
                 now = mark("contract", now)
-                op.weight.new_empty(shape.filters, shape.height * shape.width).copy_(work.kernel_conv_layout)
+                layout = work.kernel_conv_layout
+                op.weight.new_empty(layout.shape).copy_(layout)
                 mark("conv_layout", now)
             mark("total", start)
     return {step: seconds * 1e6 for step, seconds in fastest.items()}

@@ -53,7 +53,25 @@ SHAPES = [
     KernelShape(3, 2, 4, 5, 9),  # non-square window
     KernelShape(2, 1, 1, 4, 4),  # one tap, even window
     KernelShape(1, 1, 3, 6, 3),  # one filter: every (K, N) view is trivially contiguous
+    KernelShape(16, 12, 3, 5, 5),  # 192 filters: two blocks of 96
+    KernelShape(20, 16, 2, 3, 4),  # 320 filters: four blocks of 80, non-square window
+    KernelShape(131, 2, 2, 3, 3),  # 262 filters, no divisor from 32 to 128: one block
 ]
+
+
+@pytest.mark.parametrize(
+    ("shape", "block"),
+    [
+        (SHAPES[0], 12),
+        (SHAPES[4], 96),
+        (SHAPES[5], 80),
+        (SHAPES[6], 262),
+        (KernelShape(64, 64, 9, 7, 7), 128),
+    ],
+    ids=str,
+)
+def test_filters_are_laid_out_in_blocks_that_divide_them(shape, block):
+    assert (shape.block, shape.blocks) == (block, shape.filters // block)
 
 
 @pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
