@@ -9,7 +9,9 @@ Two settings from the dcls issue, and one for information:
   the kernel construction) and batch 8.
 - ``dense_train_b8``: a training step of that dense layer at batch 8 (no limit in the issue).
 
-For each setting the operator runs with both interpolations, and, for information, the reference ``dcls``
+For each setting the operator runs with both interpolations, each twice: as it runs (its float32 CPU forward builds
+the kernel in C, ``operators/dcls_native.py``) and with native kernels turned off (``dcls_*_torch``: the kernel
+from torch ops, as on a machine without a C compiler); and, for information, the reference ``dcls``
 package's ``Dcls2d`` (gauss and its bilinear ``v1``) when it is installed, and ``dense_fresh_weight``: the dense
 conv handed a weight tensor made for the call (a copy of its own), as an operator that builds its kernel hands the
 conv one. On the CPU, a new tensor of a few hundred KiB comes from ``malloc``, which, depending on what the process
@@ -45,6 +47,8 @@ from torch import nn
 from torch.utils import benchmark
 
 from operators.dcls import DclsConv2d
+from operators.dcls_native import LIBRARY
+from operators.native import use_native
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -94,6 +98,22 @@ def _package_module(setting: Setting, version: str) -> nn.Module | None:
         logging.disable(logging.NOTSET)
 
 
+class TorchOps(nn.Module):
+    """A module run with native kernels off (``operators.native.use_native(False)``)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with use_native(False):
+            return self.inner(x)
+
+    def dense_kernel(self) -> torch.Tensor:
+        with use_native(False):
+            return self.inner.dense_kernel()
+
+
 class FreshWeightConv2d(nn.Conv2d):
     """nn.Conv2d that convolves with a copy of its weight made for the call."""
 
@@ -109,14 +129,20 @@ def modules(setting: Setting, package: bool = True) -> dict[str, nn.Module]:
         "dense_fresh_weight": FreshWeightConv2d(s.channels_in, s.channels_out, **common),
     }
     for interpolation in ("gauss", "bilinear"):
-        built[f"dcls_{interpolation}"] = DclsConv2d(
-            s.channels_in,
-            s.channels_out,
-            **common,
-            kernel_count=s.kernel_count,
-            dilated_kernel_size=s.window,
-            interpolation=interpolation,
-        )
+        for label, wrap in (
+            (f"dcls_{interpolation}", lambda m: m),
+            (f"dcls_{interpolation}_torch", TorchOps),
+        ):
+            built[label] = wrap(
+                DclsConv2d(
+                    s.channels_in,
+                    s.channels_out,
+                    **common,
+                    kernel_count=s.kernel_count,
+                    dilated_kernel_size=s.window,
+                    interpolation=interpolation,
+                )
+            )
     for label, version in (("package_gauss", "gauss"), ("package_bilinear", "v1")):
         module = _package_module(setting, version) if package else None
         if module is not None:
@@ -167,7 +193,7 @@ def run_setting(
     x.requires_grad_(setting.train)
     built = {label: module.to(device) for label, module in modules(setting, package).items()}
     steps = {label: _step(module, x, setting.train) for label, module in built.items()}
-    kernels = {name: built[f"dcls_{name}"].dense_kernel for name in ("gauss", "bilinear")}
+    kernels = {label[5:]: module.dense_kernel for label, module in built.items() if label.startswith("dcls_")}
     for fn in (*steps.values(), *kernels.values()):
         fn()  # warm up (allocations, algorithm choice)
     samples: dict[str, list[float]] = {label: [] for label in steps}
@@ -196,7 +222,15 @@ def run_setting(
 
 
 def table(results: list[dict]) -> str:
-    labels = ("dense_fresh_weight", "dcls_gauss", "dcls_bilinear", "package_gauss", "package_bilinear")
+    labels = (
+        "dense_fresh_weight",
+        "dcls_gauss",
+        "dcls_bilinear",
+        "dcls_gauss_torch",
+        "dcls_bilinear_torch",
+        "package_gauss",
+        "package_bilinear",
+    )
     lines = [
         "| setting | dense ms | " + " | ".join(f"{label} (x dense)" for label in labels) + " | limit |",
         "| --- | --- | " + " | ".join("---" for _ in labels) + " | --- |",
@@ -255,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "rounds": args.rounds,
         "package": not args.no_package,
+        "native": LIBRARY.function("dcls_kernel_f32") is not None,
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "results": results,
     }

@@ -21,7 +21,9 @@ profiles::
 Speed: the construction runs on every training step and, at batch 1, costs a large part of what the conv does.
 What it costs is the number of passes over memory and of ops dispatched (each a parallel region), not arithmetic
 (some 2 million multiply-adds where the conv does 200 million). So the whole construction is one autograd
-function, ``SeparableTapKernel``, with a hand-written backward, and:
+function, ``SeparableTapKernel``, with a hand-written backward. Its forward for float32 on the CPU runs in C
+(``dcls_native``: every step in one pass, compiled on first use); elsewhere (float64, GPUs, traces and compiles,
+a machine without a C compiler), and in the backward, the steps are torch ops (``Workspace``), and:
 
 - the per-tap values are laid out ``(K, N)`` with the ``N = out * in/groups`` filters innermost, so every step is
   one long vectorized op; the parameters are read in that order by the first op on them, never copied first;
@@ -49,6 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from .dcls_native import native_kernel
 from .recycled import RECYCLED
 from .scratch import SCRATCH, Carve
 
@@ -59,9 +62,8 @@ SIGMA_FLOOR = 0.27
 # exp(-u^2 / 2) = exp2(-HALF_LOG2_E * u^2); torch's exp2 is about twice as fast as exp on CPU
 HALF_LOG2_E = 0.5 * math.log2(math.e)
 # Filters per block of the kernel's working layout (KernelShape.block): the largest divisor of the filter count up
-# to FILTER_BLOCK, or all filters when that is under MIN_FILTER_BLOCK (a count with no divisor in range). Measured
-# by benchmarks/dcls_alternatives.py on the 4096 filters of a dense 64->64 layer: blocks of 128 are the fastest
-# on two threads and on one; one block of all filters takes twice as long on two threads.
+# to FILTER_BLOCK, or all filters when that is under MIN_FILTER_BLOCK (a count with no divisor in range). Chosen
+# with benchmarks/dcls_alternatives.py on the 4096 filters of a dense 64->64 layer (its "blocked" variants).
 FILTER_BLOCK = 128
 MIN_FILTER_BLOCK = 32
 
@@ -318,15 +320,10 @@ class SeparableTapKernel(torch.autograd.Function):
         ctx.save_for_backward(weight, positions, spreads, grid)
         # no_grad: eager runs a forward without autograd anyway; torch.export traces it inline, where the in-place
         # and out= steps on tensors that require grad would be refused
-        with torch.no_grad(), SCRATCH.borrow(weight, _scratch_elements(shape)) as memory:
-            work = Workspace.lend(shape, spreads is not None, grid, memory)
-            work.read_taps(positions, spreads)
-            work.compute_profiles()
-            work.compute_scale(weight)
-            work.contract()
-            # (N, H * W) is the conv's weight layout, reached by transposing each block's (H * W, B) tile
-            dense = RECYCLED.empty(weight, shape.filters, shape.height * shape.width)
-            dense.view(work.kernel_conv_layout.shape).copy_(work.kernel_conv_layout)
+        with torch.no_grad():
+            dense = native_kernel(weight, positions, spreads, shape)  # in C where it applies
+            if dense is None:
+                dense = torch_kernel(weight, positions, spreads, grid, shape)
         return dense.view(shape.out_channels, shape.in_per_group, shape.height, shape.width)
 
     @staticmethod
@@ -337,6 +334,21 @@ class SeparableTapKernel(torch.autograd.Function):
         with SCRATCH.borrow(weight, _scratch_elements(shape)) as memory:
             grads = kernel_adjoint(grad, weight, positions, spreads, grid, shape, memory)
         return (*grads, None, None)
+
+
+def torch_kernel(weight, positions, spreads, grid, shape: KernelShape) -> torch.Tensor:
+    """The kernel as (N, H * W) with torch ops, a new tensor on recycled storage (``SeparableTapKernel``'s
+    arguments)."""
+    with SCRATCH.borrow(weight, _scratch_elements(shape)) as memory:
+        work = Workspace.lend(shape, spreads is not None, grid, memory)
+        work.read_taps(positions, spreads)
+        work.compute_profiles()
+        work.compute_scale(weight)
+        work.contract()
+        # (N, H * W) is the conv's weight layout, reached by transposing each block's (H * W, B) tile
+        dense = RECYCLED.empty(weight, shape.filters, shape.height * shape.width)
+        dense.view(work.kernel_conv_layout.shape).copy_(work.kernel_conv_layout)
+    return dense
 
 
 def kernel_adjoint(grad, weight, positions, spreads, grid, shape: KernelShape, memory: Carve):

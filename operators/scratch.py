@@ -8,8 +8,9 @@ what else the process allocates; kept in a buffer that stays mapped, it does not
 ``SCRATCH.borrow(like, numel)`` lends one flat buffer of ``like``'s dtype for the duration of a ``with`` block, and
 ``take(*shape)`` carves consecutive views of it. The buffer is kept between calls (one per dtype, process-wide,
 at most ``LIMIT_BYTES``). Nothing carved may outlive the block: callers copy what they return. Where no buffer is
-lent (not a CPU tensor, more than the limit, a torch.compile trace, or the buffer in use by another thread) or it
-runs out, ``take`` allocates a new tensor, so the result never depends on the scratch, only the speed does.
+lent (not a CPU tensor, more than the limit, a trace or compile: ``eager_cpu``, or the buffer in use by another
+thread) or it runs out, ``take`` allocates a new tensor, so the result never depends on the scratch, only the
+speed does.
 
 ``plan(key, build)`` carves a whole set of views at once (``build(carve)``, any object holding them) and keeps it
 with the buffer, so the next block that asks for the same key at the same place gets the same views without
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 # Largest buffer kept per dtype. A layer whose temporaries need more allocates them per call, as autograd would.
 LIMIT_BYTES = 16 << 20
@@ -34,10 +36,18 @@ MAX_PLANS = 256
 Plan = TypeVar("Plan")
 
 
+def eager_cpu(*tensors: torch.Tensor) -> bool:
+    """Whether these are plain CPU tensors in eager mode, whose memory code outside torch's ops may use: not
+    under ``torch.jit`` tracing, ``torch.compile`` / ``torch.export`` or a torch dispatch mode (``FakeTensorMode``,
+    a tracer), which must see every tensor made and every op run."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return False
+    return all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.device.type == "cpu" for t in tensors)
+
+
 def keepable(like: torch.Tensor, nbytes: int, limit_bytes: int) -> bool:
-    """Whether memory for ``nbytes`` like ``like`` may be kept between calls: CPU memory within the limit, outside a
-    torch.compile trace (which must see plain allocations)."""
-    return like.device.type == "cpu" and nbytes <= limit_bytes and not torch.compiler.is_compiling()
+    """Whether memory for ``nbytes`` like ``like`` may be kept between calls: eager CPU memory within the limit."""
+    return nbytes <= limit_bytes and eager_cpu(like)
 
 
 class Carve:

@@ -15,6 +15,7 @@ from torch import nn
 
 from operators import ConvSpec
 from operators.dcls import DclsConv2d
+from operators.native import use_native
 
 # The package logs on import and on construction that its CUDA paths are missing.
 logging.disable(logging.WARNING)
@@ -86,10 +87,14 @@ PACKAGE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["C", "torch"])
 @pytest.mark.parametrize("interpolation,in_channels,out_channels,groups,count,window", PACKAGE_CASES)
-def test_kernel_and_output_equal_the_package(interpolation, in_channels, out_channels, groups, count, window):
+def test_kernel_and_output_equal_the_package(
+    interpolation, in_channels, out_channels, groups, count, window, native
+):
+    """Both constructions of the float32 CPU kernel: in C (``operators.dcls_native``) and in torch ops."""
     op, reference = _pair(interpolation, in_channels, out_channels, groups, count, window, seed=window)
-    with torch.no_grad():
+    with torch.no_grad(), use_native(native):
         expected_kernel = _package_kernel(reference)
         kernel = op.dense_kernel()
         assert kernel.shape == expected_kernel.shape
@@ -101,12 +106,14 @@ def test_kernel_and_output_equal_the_package(interpolation, in_channels, out_cha
     assert _relative_error(out, expected) <= 1e-5
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["C", "torch"])
 @pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
-def test_gradients_equal_the_package(interpolation):
+def test_gradients_equal_the_package(interpolation, native):
     op, reference = _pair(interpolation, 3, 4, 1, 5, 7, seed=3)
     x = torch.randn(1, 3, 9, 11)
     cotangent = torch.randn(1, 4, 9, 11)
-    (op(x) * cotangent).sum().backward()
+    with use_native(native):
+        (op(x) * cotangent).sum().backward()
     (reference(x) * cotangent).sum().backward()
     assert _relative_error(op.weight.grad, reference.weight.grad) <= 1e-4
     assert _relative_error(op.positions.grad, reference.P.grad.flip(0)) <= 1e-4
