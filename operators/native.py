@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +36,7 @@ from .scratch import eager_cpu
 
 SOURCES = Path(__file__).resolve().parent / "csrc"
 FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-Wno-psabi")
+BUILD_SECONDS = 300  # a compiler that takes longer is given up on
 # ctypes signatures: (result type, argument types)
 Signature = tuple[type, tuple[type, ...]]
 
@@ -71,7 +73,7 @@ def cache_directory() -> Path:
 
 def build(source: Path, compiler: str, directory: Path) -> Path:
     """The shared library of ``source``, compiled unless the cache holds it; raises ``RuntimeError`` with the
-    compiler's message when it fails."""
+    compiler's message when it fails. ``compiler`` is a command line, as ``$CC`` (``"ccache gcc"``)."""
     text = source.read_bytes()
     key = hashlib.sha256(b"\0".join([text, compiler.encode(), " ".join(FLAGS).encode()])).hexdigest()[:16]
     target = directory / f"{source.stem}-{platform.machine()}-{key}.so"
@@ -80,9 +82,11 @@ def build(source: Path, compiler: str, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as work:
         built = Path(work) / target.name
-        done = subprocess.run(
-            [compiler, *FLAGS, "-o", str(built), str(source)], capture_output=True, text=True, check=False
-        )
+        command = [*shlex.split(compiler), *FLAGS, "-o", str(built), str(source)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=BUILD_SECONDS)
+        except subprocess.TimeoutExpired as error:
+            raise RuntimeError(f"{compiler} took over {BUILD_SECONDS} s on {source.name}") from error
         if done.returncode != 0:
             raise RuntimeError(f"{compiler} failed on {source.name}: {done.stderr.strip()[:500]}")
         os.replace(built, target)  # atomic: another process building the same library meets a whole file
@@ -116,10 +120,10 @@ class Library:
     def _load(self) -> None:
         compiler = os.environ.get("CC", "cc")
         try:
-            if shutil.which(compiler) is None:
+            if not compiler.strip() or shutil.which(shlex.split(compiler)[0]) is None:
                 raise RuntimeError(f"no C compiler ({compiler!r} is not on PATH)")
             library = ctypes.CDLL(str(build(SOURCES / f"{self.name}.c", compiler, cache_directory())))
-        except (OSError, RuntimeError) as error:
+        except (OSError, RuntimeError, ValueError) as error:  # ValueError: an unparsable $CC
             self._failure = str(error)
             warnings.warn(
                 f"operators: native {self.name} unavailable, using torch ops instead (slower on the CPU): "

@@ -4,6 +4,7 @@ build here: a test fails, not skips, when it cannot."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
 
@@ -169,3 +170,13 @@ def test_native_kernels_can_be_turned_off():
         assert not native.native_enabled()
         assert LIBRARY.function("dcls_kernel_f32") is None
     assert native.native_enabled()
+
+
+def test_the_compiler_is_a_command_line_as_cc_is(tmp_path):
+    """``$CC`` may carry words of its own (``ccache gcc``, ``cc -m64``); a build with another command line is
+    another library in the cache."""
+    source = tmp_path / "answer.c"
+    source.write_text("int answer(void) { return ANSWER; }\n")
+    built = native.build(source, "cc -DANSWER=42", tmp_path / "cache")
+    assert ctypes.CDLL(str(built)).answer() == 42
+    assert native.build(source, "cc -DANSWER=7", tmp_path / "cache") != built
