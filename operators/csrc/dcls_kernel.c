@@ -6,8 +6,8 @@
  * x86-64 the function is cloned for AVX-512, AVX2 and the baseline, and the dynamic loader picks the clone the
  * machine runs). Per block of filters: each tap's profiles rows[H] and cols[W] (one vector per cell, rows scaled by
  * the tap's weight), then tile[h][w] = sum over taps of rows[h] cols[w], summed in a register, taps in order.
- * The block's working memory (taps (H + W) + H W vectors: 23 KiB for 9 taps in 7 x 7) stays in L1 and L2; the
- * tile is transposed into the output. One thread: a second one gained little here (the output is memory-bound).
+ * The block's working memory (taps (H + W) + H W vectors: 11 KiB for 9 taps in 7 x 7) stays in L1 and L2; the
+ * tile is transposed into the output. It runs on the calling thread.
  *
  * NaN in any parameter gives NaN in the kernel, as the torch ops do: the clamps and the hat's max keep NaN.
  */
