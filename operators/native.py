@@ -9,7 +9,7 @@ processes can build at once), then loads it.
 
 Nothing depends on it: where there is no compiler (``$CC``, else ``cc``), the build fails, or native kernels are
 turned off (``NAS_NATIVE=0`` in the environment, or ``use_native(False)``), ``function`` returns None, with one
-warning naming the reason, and callers run their torch ops. ``accepts(*tensors)`` says whether tensors may be
+warning naming the reason (logged, ``operators.native``), and callers run their torch ops. ``accepts(*tensors)`` says whether tensors may be
 handed to C at all: plain float32 CPU tensors in eager mode (a trace, a compile or a dispatch mode such as
 ``FakeTensorMode`` must see torch ops).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shlex
@@ -25,7 +26,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +34,7 @@ import torch
 
 from .scratch import eager_cpu
 
+LOG = logging.getLogger(__name__)
 SOURCES = Path(__file__).resolve().parent / "csrc"
 FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-Wno-psabi")
 BUILD_SECONDS = 300  # a compiler that takes longer is given up on
@@ -125,11 +126,10 @@ class Library:
             library = ctypes.CDLL(str(build(SOURCES / f"{self.name}.c", compiler, cache_directory())))
         except (OSError, RuntimeError, ValueError) as error:  # ValueError: an unparsable $CC
             self._failure = str(error)
-            warnings.warn(
-                f"operators: native {self.name} unavailable, using torch ops instead (slower on the CPU): "
-                f"{self._failure}",
-                RuntimeWarning,
-                stacklevel=3,
+            LOG.warning(
+                "operators: native %s unavailable, using torch ops instead (slower on the CPU): %s",
+                self.name,
+                self._failure,
             )
             return
         functions = {}
