@@ -9,9 +9,10 @@ processes can build at once), then loads it.
 
 Nothing depends on it: where there is no compiler (``$CC``, else ``cc``), the build fails, or native kernels are
 turned off (``NAS_NATIVE=0`` in the environment, or ``use_native(False)``), ``function`` returns None, with one
-warning naming the reason (logged, ``operators.native``), and callers run their torch ops. ``accepts(*tensors)`` says whether tensors may be
-handed to C at all: plain float32 CPU tensors in eager mode (a trace, a compile or a dispatch mode such as
-``FakeTensorMode`` must see torch ops).
+warning naming the reason (logged, ``operators.native``), and callers run their torch ops.
+``accepts(*tensors)`` says whether tensors may be handed to C at all: plain float32 CPU tensors in eager mode (a
+trace, a compile or a dispatch mode such as ``FakeTensorMode`` must see torch ops). Callers ask it before
+``function``, so a GPU or float64 model never builds the library.
 """
 
 from __future__ import annotations
