@@ -65,14 +65,26 @@ def main() -> None:
                 return analysis.total()
 
         ours_s, fvcore_s = _median_seconds(ours, args.repeats), _median_seconds(fvcore, args.repeats)
-        rows.append(dict(model=name, ours_ms=round(ours_s * 1e3, 1), fvcore_ms=round(fvcore_s * 1e3, 1),
-                         ratio=round(ours_s / fvcore_s, 3)))  # fmt: skip
+        rows.append(
+            dict(
+                model=name,
+                ours_ms=round(ours_s * 1e3, 1),
+                fvcore_ms=round(fvcore_s * 1e3, 1),
+                ratio=round(ours_s / fvcore_s, 3),
+            )
+        )
         print(
             f"{name:18s} ours {ours_s * 1e3:7.1f} ms   fvcore {fvcore_s * 1e3:7.1f} ms   ratio {ours_s / fvcore_s:.3f}"
         )
 
-    result = dict(benchmark="cost", target="ours/fvcore <= 0.25 on resnet50", torch=torch.__version__,
-                  machine=platform.machine(), threads=torch.get_num_threads(), rows=rows)  # fmt: skip
+    result = dict(
+        benchmark="cost",
+        target="ours/fvcore <= 0.25 on resnet50",
+        torch=torch.__version__,
+        machine=platform.machine(),
+        threads=torch.get_num_threads(),
+        rows=rows,
+    )
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -102,8 +102,8 @@ def ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> fl
 
 def main() -> None:
     import operators
-    from nas.deploy import collapse_operators
     from nas.graph import capture, rewrite_with_operator
+    from nas.graph.collapse import collapse_operators
     from nas.models import build_model
 
     parser = argparse.ArgumentParser(
@@ -143,39 +143,55 @@ def main() -> None:
             x = torch.randn(args.batch_size, *shape)
             times = side_by_side(models, x, args.rounds, args.min_run_time)
             row = dict(
-                operator=name, params=params, rewritten=len(rewritten.rewritten),
+                operator=name,
+                params=params,
+                rewritten=len(rewritten.rewritten),
                 ms={key: round(statistics.median(values) * 1e3, 4) for key, values in times.items()},
                 exported_over_plain=round(ratio(times, "exported", "plain"), 4),
                 control_over_plain=round(ratio(times, "plain_control", "plain"), 4),
                 collapsed_over_uncollapsed=round(ratio(times, "collapsed", "uncollapsed"), 4),
                 exported_over_uncollapsed=round(ratio(times, "exported", "uncollapsed"), 4),
-            )  # fmt: skip
+            )
             rows.append(row)
             ms = row["ms"]
-            print(f"{name:13s} rewrote {row['rewritten']:2d}  exported {ms['exported']:8.3f} ms  plain {ms['plain']:8.3f} ms  "
-                  f"ratio {row['exported_over_plain']:.3f} (control {row['control_over_plain']:.3f})   uncollapsed {ms['uncollapsed']:8.3f} ms  collapsed "
-                  f"{ms['collapsed']:8.3f} ms  ratio {row['collapsed_over_uncollapsed']:.3f}", flush=True)  # fmt: skip
+            print(
+                f"{name:13s} rewrote {row['rewritten']:2d}  exported {ms['exported']:8.3f} ms  plain {ms['plain']:8.3f} ms  "
+                f"ratio {row['exported_over_plain']:.3f} (control {row['control_over_plain']:.3f})   uncollapsed {ms['uncollapsed']:8.3f} ms  collapsed "
+                f"{ms['collapsed']:8.3f} ms  ratio {row['collapsed_over_uncollapsed']:.3f}",
+                flush=True,
+            )
     noise = max(abs(r["control_over_plain"] - 1) for r in rows)
     for row in rows:
         row["within_limits"] = row["exported_over_plain"] <= 1.05 and (
             row["collapsed_over_uncollapsed"] <= 1.0 + noise
         )
     result = dict(
-        benchmark="export", model=args.model, batch_size=args.batch_size, device="cpu", threads=1,
-        clock="process CPU time", rounds=args.rounds, min_run_time=args.min_run_time, torch=torch.__version__,
-        machine=platform.machine(), processor=platform.processor(),
+        benchmark="export",
+        model=args.model,
+        batch_size=args.batch_size,
+        device="cpu",
+        threads=1,
+        clock="process CPU time",
+        rounds=args.rounds,
+        min_run_time=args.min_run_time,
+        torch=torch.__version__,
+        machine=platform.machine(),
+        processor=platform.processor(),
         load_average_1min={"before": load_before, "after": os.getloadavg()[0]},
         targets={"exported_over_plain": "<= 1.05", "collapsed_over_uncollapsed": "<= 1.0 + noise floor"},
-        noise_floor=round(noise, 4), all_within_limits=all(r["within_limits"] for r in rows),
+        noise_floor=round(noise, 4),
+        all_within_limits=all(r["within_limits"] for r in rows),
         max_exported_over_plain=max(r["exported_over_plain"] for r in rows),
         max_collapsed_over_uncollapsed=max(r["collapsed_over_uncollapsed"] for r in rows),
         rows=rows,
-    )  # fmt: skip
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"max exported/plain {result['max_exported_over_plain']:.3f}   max collapsed/uncollapsed "
-          f"{result['max_collapsed_over_uncollapsed']:.3f}   noise floor (control) {noise:.3f}   all within limits: "
-          f"{result['all_within_limits']}   wrote {args.out}")  # fmt: skip
+    print(
+        f"max exported/plain {result['max_exported_over_plain']:.3f}   max collapsed/uncollapsed "
+        f"{result['max_collapsed_over_uncollapsed']:.3f}   noise floor (control) {noise:.3f}   all within limits: "
+        f"{result['all_within_limits']}   wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,15 @@ from nas.space import load_space
 
 
 def timed_run(parallel: int, trials: int, epochs: int, folder: Path, device: str) -> dict:
-    space = load_space("convops.yaml", [f"search.trials={trials}", f"train.epochs={epochs}", f"train.device={device}",
-                                        f"search.parallel={parallel}"])  # fmt: skip
+    space = load_space(
+        "convops.yaml",
+        [
+            f"search.trials={trials}",
+            f"train.epochs={epochs}",
+            f"train.device={device}",
+            f"search.parallel={parallel}",
+        ],
+    )
     progress = SearchProgress(space.name, [o.metric for o in space.objectives], live=False, quiet=True)
     started = time.perf_counter()
     study = run_local(space, folder, progress)

@@ -88,10 +88,12 @@ def main() -> None:
         ray.init(num_cpus=cores, include_dashboard=False, logging_level="WARNING")
         ray_start = time.perf_counter() - started
         try:
-            runs["ray_1"] = timed_search(run_ray, [*base, "search.parallel=1", f"resources.cpu={cores}"],
-                                         root / "ray_1")  # fmt: skip
-            runs["ray_2"] = timed_search(run_ray, [*base, "search.parallel=2", f"resources.cpu={cores / 2:g}"],
-                                         root / "ray_2")  # fmt: skip
+            runs["ray_1"] = timed_search(
+                run_ray, [*base, "search.parallel=1", f"resources.cpu={cores}"], root / "ray_1"
+            )
+            runs["ray_2"] = timed_search(
+                run_ray, [*base, "search.parallel=2", f"resources.cpu={cores / 2:g}"], root / "ray_2"
+            )
             gpu = gpu_runs(base, root) if torch.cuda.is_available() else None
         finally:
             ray.shutdown()
@@ -130,8 +132,13 @@ def gpu_runs(base: list[str], root: Path) -> dict:
     """1, 2 and 4 trials sharing one GPU (Ray's fractional GPUs), 1 CPU each."""
     out = {"device": torch.cuda.get_device_name(0)}
     for share in (1, 2, 4):
-        overrides = [*[o for o in base if o != "train.device=cpu"], "train.device=cuda", f"search.parallel={share}",
-                     f"resources.gpu={1 / share:g}", "resources.cpu=1"]  # fmt: skip
+        overrides = [
+            *[o for o in base if o != "train.device=cpu"],
+            "train.device=cuda",
+            f"search.parallel={share}",
+            f"resources.gpu={1 / share:g}",
+            "resources.cpu=1",
+        ]
         run = timed_search(run_ray, overrides, root / f"gpu_{share}")
         run.pop("candidates")
         out[f"ray_{share}_sharing"] = run

@@ -119,33 +119,65 @@ def main() -> None:
                 context.device
             )
             started = time.perf_counter()
-            bare_loop(model, train_data.inputs, train_data.targets, val_data.inputs, val_data.targets, settings.epochs,
-                      settings.batch_size, settings.lr, settings.weight_decay, settings.label_smoothing, settings.seed)  # fmt: skip
+            bare_loop(
+                model,
+                train_data.inputs,
+                train_data.targets,
+                val_data.inputs,
+                val_data.targets,
+                settings.epochs,
+                settings.batch_size,
+                settings.lr,
+                settings.weight_decay,
+                settings.label_smoothing,
+                settings.seed,
+            )
             bare = min(bare, time.perf_counter() - started)
         engine = trial.duration.total_seconds()
         fixed = engine - trial.user_attrs["metrics"]["train_seconds"]
-        rows.append(dict(trial=trial.number, operators=candidate.operator_mix(), scale=candidate.scale,
-                         engine_cold_s=round(cold_s.get(trial.number, math.nan), 3), engine_s=round(engine, 3),
-                         fixed_s=round(fixed, 3), engine_loop_s=round(engine_loop, 3), bare_loop_s=round(bare, 3),
-                         overhead=round((fixed + engine_loop - bare) / (fixed + engine_loop), 4)))  # fmt: skip
-        print(f"trial {trial.number:2d}  trial {engine:6.2f}s (cold {rows[-1]['engine_cold_s']:.2f}s)  fixed {fixed:5.2f}s  "
-              f"loop {engine_loop:6.2f}s  bare loop {bare:6.2f}s  overhead {rows[-1]['overhead']:+.1%}"
-              f"   ({candidate.operator_mix()}, scale {candidate.scale:g})")  # fmt: skip
+        rows.append(
+            dict(
+                trial=trial.number,
+                operators=candidate.operator_mix(),
+                scale=candidate.scale,
+                engine_cold_s=round(cold_s.get(trial.number, math.nan), 3),
+                engine_s=round(engine, 3),
+                fixed_s=round(fixed, 3),
+                engine_loop_s=round(engine_loop, 3),
+                bare_loop_s=round(bare, 3),
+                overhead=round((fixed + engine_loop - bare) / (fixed + engine_loop), 4),
+            )
+        )
+        print(
+            f"trial {trial.number:2d}  trial {engine:6.2f}s (cold {rows[-1]['engine_cold_s']:.2f}s)  fixed {fixed:5.2f}s  "
+            f"loop {engine_loop:6.2f}s  bare loop {bare:6.2f}s  overhead {rows[-1]['overhead']:+.1%}"
+            f"   ({candidate.operator_mix()}, scale {candidate.scale:g})"
+        )
     fixed_total = sum(r["fixed_s"] for r in rows)
     loop_total = sum(r["engine_loop_s"] for r in rows)
     bare_total = sum(r["bare_loop_s"] for r in rows)
     summary = dict(
-        benchmark="trial overhead", target="engine overhead <= 5% of a trial", space="convops.yaml",
-        device=str(context.device), torch=torch.__version__, machine=platform.machine(), threads=torch.get_num_threads(),
-        epochs=settings.epochs, rounds=args.rounds, same_candidates_both_passes=same,
+        benchmark="trial overhead",
+        target="engine overhead <= 5% of a trial",
+        space="convops.yaml",
+        device=str(context.device),
+        torch=torch.__version__,
+        machine=platform.machine(),
+        threads=torch.get_num_threads(),
+        epochs=settings.epochs,
+        rounds=args.rounds,
+        same_candidates_both_passes=same,
         fixed_overhead=round(fixed_total / sum(r["engine_s"] for r in rows), 4),
         loop_over_bare=round(loop_total / bare_total, 4),
         overhead_total=round((fixed_total + loop_total - bare_total) / (fixed_total + loop_total), 4),
-        overhead_median=round(statistics.median(r["overhead"] for r in rows), 4) if rows else None, rows=rows,
-    )  # fmt: skip
-    print(f"total: fixed {fixed_total:.2f}s ({summary['fixed_overhead']:.1%} of the trials), engine loop "
-          f"{loop_total:.2f}s vs bare {bare_total:.2f}s ({summary['loop_over_bare']:.3f}x), overhead "
-          f"{summary['overhead_total']:+.1%}")  # fmt: skip
+        overhead_median=round(statistics.median(r["overhead"] for r in rows), 4) if rows else None,
+        rows=rows,
+    )
+    print(
+        f"total: fixed {fixed_total:.2f}s ({summary['fixed_overhead']:.1%} of the trials), engine loop "
+        f"{loop_total:.2f}s vs bare {bare_total:.2f}s ({summary['loop_over_bare']:.3f}x), overhead "
+        f"{summary['overhead_total']:+.1%}"
+    )
     out = Path(args.out or Path(__file__).parent / "results" / f"trial_{context.device.type}.json")
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out}")

@@ -18,10 +18,10 @@ import torch.fx as fx
 
 import operators
 
-from .analysis import resolve_leaf_types
 from .errors import NasError
 from .graph import ConvNode, Ineligible, Selector, conv_nodes, rewrite
 from .graph import capture as capture_graph
+from .graph.capture import resolve_leaf_types
 from .graph.rewrite import RewriteResult
 from .models import DEFAULT_INPUT_SHAPE, BuiltModel, build_model
 from .space.schema import Space, TargetSection
@@ -155,8 +155,15 @@ def build_candidate(
             return cls.from_conv(conv, **assignment.params)
 
         result = rewrite(module, build, Selector(predicate=selected))
-    return BuiltCandidate(module, shape, built, result, {g: [n.name for n in nodes] for g, nodes in groups.items()},
-                          notes, architecture)  # fmt: skip
+    return BuiltCandidate(
+        module,
+        shape,
+        built,
+        result,
+        {g: [n.name for n in nodes] for g, nodes in groups.items()},
+        notes,
+        architecture,
+    )
 
 
 def eligible_operators(space: Space, groups: dict[str, list[ConvNode]]) -> dict[str, list[str]]:

@@ -69,8 +69,13 @@ class TrainPlan:
 def _optimizer(model: nn.Module, settings: TrainSection) -> torch.optim.Optimizer:
     parameters = [p for p in model.parameters() if p.requires_grad]
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay, nesterov=settings.momentum > 0)  # fmt: skip
+        return torch.optim.SGD(
+            parameters,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+            nesterov=settings.momentum > 0,
+        )
     return torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
@@ -168,8 +173,14 @@ class TrainCheckpoint(Protocol):
     def save(self, epoch: int, state: dict[str, Any]) -> None: ...
 
 
-def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, plan: TrainPlan,
-          on_epoch: EpochCallback | None = None, checkpoint: TrainCheckpoint | None = None) -> dict[str, float]:  # fmt: skip
+def train(
+    model: nn.Module,
+    train_data: DeviceData,
+    val_data: DeviceData,
+    plan: TrainPlan,
+    on_epoch: EpochCallback | None = None,
+    checkpoint: TrainCheckpoint | None = None,
+) -> dict[str, float]:
     """Train ``model`` in place and return the last epoch's validation metrics (plus ``train_loss``, ``train_seconds``).
 
     ``on_epoch(epoch, metrics)`` is called after every epoch (1-based); it may raise to stop (pruning).
@@ -226,11 +237,20 @@ def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, plan: 
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}")
         metrics = {**evaluate(model, val_data, plan), "train_loss": train_loss}
         if checkpoint is not None and epoch < settings.epochs:
-            checkpoint.save(epoch, {"epoch": epoch, "seconds": seconds_before + time.perf_counter() - started,
-                                    "metrics": metrics, "model": model.state_dict(),
-                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                    "scaler": scaler.state_dict(), "generator": generator.get_state(),
-                                    "torch_rng": _rng_state(plan.device)})  # fmt: skip
+            checkpoint.save(
+                epoch,
+                {
+                    "epoch": epoch,
+                    "seconds": seconds_before + time.perf_counter() - started,
+                    "metrics": metrics,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": _rng_state(plan.device),
+                },
+            )
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     metrics["train_seconds"] = seconds_before + time.perf_counter() - started

@@ -21,7 +21,7 @@ import torch
 
 from .candidate import BuiltCandidate, Candidate, build_candidate
 from .cost import count
-from .deploy import collapse_operators
+from .graph.collapse import collapse_operators
 from .latency import LatencySettings, measure_latency, resolve_device
 from .space.schema import Space
 from .train import DeviceData, TrainCheckpoint, TrainPlan, to_device, train
@@ -56,8 +56,13 @@ class TrialContext:
         if threads:
             torch.set_num_threads(threads)
         device = resolve_device(space.train.device)
-        config = DataConfig(space.data.name, space.data.root, space.data.val_fraction, space.data.seed,
-                            dict(space.data.options))  # fmt: skip
+        config = DataConfig(
+            space.data.name,
+            space.data.root,
+            space.data.val_fraction,
+            space.data.seed,
+            dict(space.data.options),
+        )
         train_set, val_set, info = load_data(config, tuple(space.model.input) if space.model.input else None)
         return TrialContext(
             space, device, to_device(train_set, device), to_device(val_set, device), info, threads
@@ -74,10 +79,13 @@ class TrialContext:
         if input_shape not in self.resized:
             size = tuple(input_shape[1:])
             self.resized[input_shape] = tuple(
-                DeviceData(_resize(d.inputs, size), _resize(d.targets, size) if self.info.task == "denoising" else d.targets,
-                           d.augment)
+                DeviceData(
+                    _resize(d.inputs, size),
+                    _resize(d.targets, size) if self.info.task == "denoising" else d.targets,
+                    d.augment,
+                )
                 for d in (self.train_data, self.val_data)
-            )  # fmt: skip
+            )
         return self.resized[input_shape]
 
     def plan(self) -> TrainPlan:
@@ -132,8 +140,12 @@ def _violations(space: Space, metrics: dict[str, Any], known_only: bool) -> list
 
 
 def _latency(space: Space, built: BuiltCandidate) -> dict[str, Any]:
-    settings = LatencySettings(device=space.latency.device, batch_size=space.latency.batch_size,
-                               threads=space.latency.threads, min_run_time=space.latency.min_run_time)  # fmt: skip
+    settings = LatencySettings(
+        device=space.latency.device,
+        batch_size=space.latency.batch_size,
+        threads=space.latency.threads,
+        min_run_time=space.latency.min_run_time,
+    )
     return measure_latency(collapse_operators(built.module), built.input_shape, settings).as_dict()
 
 
@@ -143,9 +155,14 @@ def save_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def run_trial(context: TrialContext, candidate: Candidate, trial_dir: Path | None,
-              on_epoch: EpochReporter | None = None, echo: Callable[[str], None] | None = None,
-              checkpoint: TrainCheckpoint | None = None) -> TrialOutcome:  # fmt: skip
+def run_trial(
+    context: TrialContext,
+    candidate: Candidate,
+    trial_dir: Path | None,
+    on_epoch: EpochReporter | None = None,
+    echo: Callable[[str], None] | None = None,
+    checkpoint: TrainCheckpoint | None = None,
+) -> TrialOutcome:
     """Run one candidate; raises on failure (the backend records it) after writing the reason to the log.
     ``checkpoint``: resume training from (and save to) it, see ``nas.train.train``."""
     log = TrialLog(trial_dir / "log.txt" if trial_dir else None, echo)
@@ -158,8 +175,14 @@ def run_trial(context: TrialContext, candidate: Candidate, trial_dir: Path | Non
         raise
 
 
-def _run(context: TrialContext, candidate: Candidate, trial_dir: Path | None, on_epoch: EpochReporter | None,
-         log: TrialLog, checkpoint: TrainCheckpoint | None = None) -> TrialOutcome:  # fmt: skip
+def _run(
+    context: TrialContext,
+    candidate: Candidate,
+    trial_dir: Path | None,
+    on_epoch: EpochReporter | None,
+    log: TrialLog,
+    checkpoint: TrainCheckpoint | None = None,
+) -> TrialOutcome:
     space = context.space
     log(f"candidate: scale {candidate.scale}, {candidate.operator_mix() or 'no operators'}")
     built = build_candidate(space, candidate, space.train.seed, context.info.input_shape)
@@ -170,8 +193,11 @@ def _run(context: TrialContext, candidate: Candidate, trial_dir: Path | None, on
     for note in built.scale_notes:
         log(f"scaling: {note}")
     cost = count(built.module)
-    metrics: dict[str, Any] = {**cost.totals(), "training_params": cost.training_params,
-                               "input_shape": list(built.input_shape)}  # fmt: skip
+    metrics: dict[str, Any] = {
+        **cost.totals(),
+        "training_params": cost.training_params,
+        "input_shape": list(built.input_shape),
+    }
     if built.rewrite is not None:
         metrics["rewritten"] = len(built.rewrite.rewritten)
     if built.architecture:
@@ -182,9 +208,14 @@ def _run(context: TrialContext, candidate: Candidate, trial_dir: Path | None, on
 
     violations = _violations(space, metrics, known_only=True)
     if any(v > 0 for v in violations):
-        log("infeasible before training: " + ", ".join(
-            f"{c.metric}={metrics[c.metric]:.4g} (min {c.min}, max {c.max})"
-            for c, v in zip(space.constraints, violations) if v > 0))  # fmt: skip
+        log(
+            "infeasible before training: "
+            + ", ".join(
+                f"{c.metric}={metrics[c.metric]:.4g} (min {c.min}, max {c.max})"
+                for c, v in zip(space.constraints, violations)
+                if v > 0
+            )
+        )
         values = [float(metrics.get(o.metric, UNTRAINED_VALUE.get(o.metric, 0.0))) for o in space.objectives]
         metrics["infeasible"] = True
         _save(trial_dir, metrics, None)

@@ -279,8 +279,11 @@ class ConvOperator(nn.Module):
         its conv alone, as its collapsed form does. Rebuilt when a source changes value (its version counter), storage,
         dtype or device; never kept while autograd needs the graph, or while tracing or compiling."""
         tensors = [t for t in sources if t is not None]
-        if (any(isinstance(t, torch.fx.Proxy) for t in tensors) or torch.compiler.is_compiling()
-                or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):  # fmt: skip
+        if (
+            any(isinstance(t, torch.fx.Proxy) for t in tensors)
+            or torch.compiler.is_compiling()
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        ):
             return build()
         key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
         cache = self.__dict__.setdefault("_derived_cache", {})

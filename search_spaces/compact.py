@@ -34,11 +34,13 @@ class CompactParams:
 
 
 def _conv_bn_relu(width_in: int, width_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(width_in, width_out, 3, stride=stride, padding=1, bias=False),
-        bn=nn.BatchNorm2d(width_out),
-        relu=nn.ReLU(inplace=True),
-    ))  # fmt: skip
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(width_in, width_out, 3, stride=stride, padding=1, bias=False),
+            bn=nn.BatchNorm2d(width_out),
+            relu=nn.ReLU(inplace=True),
+        )
+    )
 
 
 class SeparableBlock(nn.Module):
@@ -64,10 +66,12 @@ class CompactNet(nn.Module):
         self.stem = _conv_bn_relu(params.in_channels, params.widths[0], 1)
         width_in = params.widths[0]
         for index, (depth, width) in enumerate(zip(params.depths, params.widths)):
-            stage = nn.Sequential(OrderedDict(
-                [("entry", _conv_bn_relu(width_in, width, 1 if index == 0 else 2))]
-                + [(f"b{block + 1}", SeparableBlock(width)) for block in range(depth)]
-            ))  # fmt: skip
+            stage = nn.Sequential(
+                OrderedDict(
+                    [("entry", _conv_bn_relu(width_in, width, 1 if index == 0 else 2))]
+                    + [(f"b{block + 1}", SeparableBlock(width)) for block in range(depth)]
+                )
+            )
             self.add_module(f"s{index + 1}", stage)
             width_in = width
         self.pool = nn.AdaptiveAvgPool2d(1)

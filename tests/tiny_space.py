@@ -7,8 +7,15 @@ WEIGHTED = "    weighted: {density: {low: 0.6, high: 1.4}}\n"
 CONV_LORA = "    conv_lora: {rank: [2], train_base: true}\n"
 
 
-def tiny_space(*, name: str = "tiny", epochs: int = 1, samples: int = 96, conv_lora: bool = True,
-               scaling: str = "", search: str = "{trials: 3, startup_trials: 2, seed: 0}") -> str:  # fmt: skip
+def tiny_space(
+    *,
+    name: str = "tiny",
+    epochs: int = 1,
+    samples: int = 96,
+    conv_lora: bool = True,
+    scaling: str = "",
+    search: str = "{trials: 3, startup_trials: 2, seed: 0}",
+) -> str:
     """The YAML text; ``scaling`` is a whole line (e.g. ``"scaling: {rule: dWr, factor: [2]}\\n"``)."""
     return (
         f"name: {name}\n"

@@ -81,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         else:
-            print(f"nas {args.command}: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"nas {args.command}: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
         return 1
 
 

@@ -40,9 +40,13 @@ def parse_operator(text: str) -> tuple[str, dict[str, Any]]:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--arg", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
+        "--arg",
+        dest="model_args",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="keyword argument for the model builder, repeatable (e.g. --arg num_classes=10)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--input", metavar="C,H,W", help="input shape without batch (default: the family's, else 3,224,224)"
     )

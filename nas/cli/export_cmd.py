@@ -44,8 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", nargs="?", help="a model reference (FAMILY:CONFIG or package.module:callable) "
-                        "instead of --study")  # fmt: skip
+    parser.add_argument(
+        "model",
+        nargs="?",
+        help="a model reference (FAMILY:CONFIG or package.module:callable) instead of --study",
+    )
     parser.add_argument("--out", required=True, metavar="FILE.pt", help="the TorchScript file to write")
     study = parser.add_argument_group("from a study")
     study.add_argument("--study", metavar="DIR", help="the study directory (e.g. studies/convops)")
@@ -55,8 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     choice = study.add_mutually_exclusive_group()
     choice.add_argument("--trial", type=int, metavar="N", help="this trial")
     choice.add_argument("--best", metavar="METRIC", help="the best completed, feasible trial by METRIC")
-    choice.add_argument("--pareto-rank", type=int, metavar="K",
-                        help="the K-th Pareto trial by the first objective (default: 1)")  # fmt: skip
+    choice.add_argument(
+        "--pareto-rank",
+        type=int,
+        metavar="K",
+        help="the K-th Pareto trial by the first objective (default: 1)",
+    )
     model = parser.add_argument_group("from a model reference")
     add_model_arguments(model)
     model.add_argument(
@@ -67,8 +74,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument(
         "--weights", metavar="FILE", help="a state dict of the (rewritten) model; default: random"
     )
-    model.add_argument("--leaf", action="append", default=[], metavar="package.module.Class",
-                       help="module type to keep as one node when tracing (repeatable)")  # fmt: skip
+    model.add_argument(
+        "--leaf",
+        action="append",
+        default=[],
+        metavar="package.module.Class",
+        help="module type to keep as one node when tracing (repeatable)",
+    )
     model.add_argument("--seed", type=int, default=0, help="seed of the random initialization (default 0)")
     parser.add_argument(
         "--no-fold-bn", action="store_true", help="keep BatchNorm layers (default: fold them)"
@@ -82,8 +94,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     latency.add_argument(
         "--threads", type=int, default=None, help="CPU threads for latency (default: torch's)"
     )
-    latency.add_argument("--min-run-time", type=float, default=0.5, metavar="SECONDS",
-                         help="timed seconds per measurement (default: 0.5)")  # fmt: skip
+    latency.add_argument(
+        "--min-run-time",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="timed seconds per measurement (default: 0.5)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -103,8 +120,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
                 f"{', '.join(given) or '--arg/--input/--leaf'}: only with a MODEL reference, not --study"
             )
     else:
-        given = [f"--{n.replace('_', '-')}" for n in ("trial", "best", "pareto_rank", "storage")
-                 if getattr(args, n) is not None]  # fmt: skip
+        given = [
+            f"--{n.replace('_', '-')}"
+            for n in ("trial", "best", "pareto_rank", "storage")
+            if getattr(args, n) is not None
+        ]
         if given:
             raise NasError(f"{', '.join(given)}: only with --study")
         if args.rule is not None and args.scale is None:
@@ -118,13 +138,27 @@ def run(args: argparse.Namespace) -> int:
     from ..latency import LatencySettings
 
     _check_arguments(args)
-    latency = None if args.no_latency else LatencySettings(device=args.device, batch_size=args.batch_size,
-                                                           threads=args.threads, min_run_time=args.min_run_time)  # fmt: skip
+    latency = (
+        None
+        if args.no_latency
+        else LatencySettings(
+            device=args.device,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            min_run_time=args.min_run_time,
+        )
+    )
     options = ExportOptions(out=Path(args.out), fold_bn=not args.no_fold_bn, onnx=args.onnx, latency=latency)
     try:
         if args.study:
-            result = export_trial(Path(args.study), options, trial=args.trial, best=args.best,
-                                  pareto_rank=args.pareto_rank, storage_url=args.storage)  # fmt: skip
+            result = export_trial(
+                Path(args.study),
+                options,
+                trial=args.trial,
+                best=args.best,
+                pareto_rank=args.pareto_rank,
+                storage_url=args.storage,
+            )
         else:
             result = _export_reference(args, options)
     except VerificationError as error:
@@ -139,32 +173,40 @@ def run(args: argparse.Namespace) -> int:
         _print(data)
     if not result.passed:
         check = result.verification
-        print(f"nas export: error: the export does not reproduce the model: max |diff| {check.max_abs_diff:.3g} > "
-              f"tolerance {check.tolerance:.3g} (1e-4 x output scale {check.output_scale:.3g}); "
-              f"files kept for inspection: {data['out']}", file=sys.stderr)  # fmt: skip
+        print(
+            f"nas export: error: the export does not reproduce the model: max |diff| {check.max_abs_diff:.3g} > "
+            f"tolerance {check.tolerance:.3g} (1e-4 x output scale {check.output_scale:.3g}); "
+            f"files kept for inspection: {data['out']}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def _export_reference(args: argparse.Namespace, options: Any) -> Any:
-    from ..analysis import resolve_leaf_types
     from ..export import export_reference
+    from ..graph.capture import resolve_leaf_types
     from ..models import parse_model_args
 
     return export_reference(
-        args.model, options, model_kwargs=parse_model_args(args.model_args),
+        args.model,
+        options,
+        model_kwargs=parse_model_args(args.model_args),
         input_shape=parse_input_shape(args.input) if args.input else None,
         operator=parse_operator(args.op) if args.op else None,
         scale=(args.scale, args.rule or "dWr") if args.scale is not None else None,
-        weights=Path(args.weights) if args.weights else None, leaf_modules=resolve_leaf_types(args.leaf),
+        weights=Path(args.weights) if args.weights else None,
+        leaf_modules=resolve_leaf_types(args.leaf),
         seed=args.seed,
-    )  # fmt: skip
+    )
 
 
 def _costs_line(costs: dict[str, Any], folded_batchnorms: int) -> str:
     """Flops, MACs, params and acts; with BatchNorm folded, why the flops exceed the study's (its MACs do not)."""
-    line = (f"flops {costs['flops']:,} ({human(costs['flops'])})  macs {costs['macs']:,}  params {costs['params']:,}  "
-            f"acts {costs['acts']:,}")  # fmt: skip
+    line = (
+        f"flops {costs['flops']:,} ({human(costs['flops'])})  macs {costs['macs']:,}  params {costs['params']:,}  "
+        f"acts {costs['acts']:,}"
+    )
     if folded_batchnorms:
         line += "  (folding BatchNorm gives convs biases: their additions count as flops, as in pycls)"
     return line
@@ -184,8 +226,11 @@ def _print(data: dict[str, Any]) -> None:
     batchnorm = (
         f"BatchNorm folded into {meta['folded_batchnorms']} convs" if meta["fold_bn"] else "BatchNorm kept"
     )
-    console.print(f"  TorchScript by {meta['torchscript']}; {meta['collapsed_operators']} operators collapsed; "
-                  f"{batchnorm}", highlight=False)  # fmt: skip
+    console.print(
+        f"  TorchScript by {meta['torchscript']}; {meta['collapsed_operators']} operators collapsed; "
+        f"{batchnorm}",
+        highlight=False,
+    )
     console.print(
         f"  costs of the exported graph: {_costs_line(meta['costs'], meta['folded_batchnorms'])}",
         highlight=False,
@@ -193,14 +238,19 @@ def _print(data: dict[str, Any]) -> None:
     if "max_abs_diff" in data:
         cases = sorted({case for diffs in data["diffs"].values() for case in diffs})
         verdict = "ok" if data["passed"] else "FAILED"
-        console.print(f"  verified in a fresh process without nas ({', '.join(data['diffs'])}; {', '.join(cases)} "
-                      f"inputs): max |diff| {data['max_abs_diff']:.3g}, tolerance {data['tolerance']:.3g}: {verdict}",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"  verified in a fresh process without nas ({', '.join(data['diffs'])}; {', '.join(cases)} "
+            f"inputs): max |diff| {data['max_abs_diff']:.3g}, tolerance {data['tolerance']:.3g}: {verdict}",
+            highlight=False,
+        )
     if "latency_ms" in data:
         info = data["latency"]["exported"]
-        console.print(f"  latency {data['latency_ms']['exported']:.3f} ms exported, "
-                      f"{data['latency_ms']['uncollapsed']:.3f} ms uncollapsed (batch {info['latency_batch_size']}, "
-                      f"{info['latency_device']})", highlight=False)  # fmt: skip
+        console.print(
+            f"  latency {data['latency_ms']['exported']:.3f} ms exported, "
+            f"{data['latency_ms']['uncollapsed']:.3f} ms uncollapsed (batch {info['latency_batch_size']}, "
+            f"{info['latency_device']})",
+            highlight=False,
+        )
 
 
 # -- `nas inspect model.pt` -------------------------------------------------------------------------------
@@ -216,8 +266,13 @@ def run_inspect(args: argparse.Namespace) -> int:
 
     latency = None
     if args.latency:
-        latency = LatencySettings(device=args.device, batch_size=args.batch_size, threads=args.threads,
-                                  dtype=args.dtype, channels_last=args.channels_last)  # fmt: skip
+        latency = LatencySettings(
+            device=args.device,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            dtype=args.dtype,
+            channels_last=args.channels_last,
+        )
     data = inspect_export(Path(args.model), parse_input_shape(args.input) if args.input else None, latency)
     if args.json:
         print_json(data)
@@ -225,30 +280,54 @@ def run_inspect(args: argparse.Namespace) -> int:
     console = console_for_tables()
     meta = data["metadata"] or {}
     console.print(f"[bold]{data['file']}[/bold]  input {tuple(data['input_shape'])}", highlight=False)
-    for key in ("model", "space", "trial", "selected_by", "candidate", "metrics", "operator", "scale", "weights",
-                "task", "class_names", "fold_bn", "folded_batchnorms", "collapsed_operators", "torchscript",
-                "versions"):  # fmt: skip
+    for key in (
+        "model",
+        "space",
+        "trial",
+        "selected_by",
+        "candidate",
+        "metrics",
+        "operator",
+        "scale",
+        "weights",
+        "task",
+        "class_names",
+        "fold_bn",
+        "folded_batchnorms",
+        "collapsed_operators",
+        "torchscript",
+        "versions",
+    ):
         if meta.get(key) is not None:
             console.print(f"  {key:20s} {_short(meta[key], key)}", highlight=False)
     if not meta:
         console.print("  no nas.json metadata in this file")
-    console.print(f"[bold]exported graph[/bold]  params {data['params']:,}   flops {data['flops']:,}   "
-                  f"macs {data['macs']:,}   acts {data['acts']:,}", highlight=False)  # fmt: skip
+    console.print(
+        f"[bold]exported graph[/bold]  params {data['params']:,}   flops {data['flops']:,}   "
+        f"macs {data['macs']:,}   acts {data['acts']:,}",
+        highlight=False,
+    )
     if data["unknown_ops"]:
         ops = ", ".join(f"{op} x{n}" for op, n in data["unknown_ops"].items())
         console.print(f"[yellow]not counted (unknown ops):[/yellow] {ops}")
     if "latency_ms" in data:
-        console.print(f"latency {data['latency_ms']:.3f} ms (IQR {data['latency_iqr_ms']:.3f} ms, "
-                      f"{data['latency_runs']} runs, batch {data['latency_batch_size']}, {data['latency_device']})")  # fmt: skip
+        console.print(
+            f"latency {data['latency_ms']:.3f} ms (IQR {data['latency_iqr_ms']:.3f} ms, "
+            f"{data['latency_runs']} runs, batch {data['latency_batch_size']}, {data['latency_device']})"
+        )
     return 0
 
 
 def _short(value: Any, key: str = "") -> str:
     if key == "candidate" and isinstance(value, dict):
         operators = value.get("operators", {})
-        text = f"scale {value.get('scale', 1.0):g}; " + (" ".join(
-            f"{group}={item['name']}" + (f"({_short(item['params'])})" if item.get("params") else "")
-            for group, item in operators.items()) or "all conv")  # fmt: skip
+        text = f"scale {value.get('scale', 1.0):g}; " + (
+            " ".join(
+                f"{group}={item['name']}" + (f"({_short(item['params'])})" if item.get("params") else "")
+                for group, item in operators.items()
+            )
+            or "all conv"
+        )
     elif isinstance(value, dict):
         text = ", ".join(f"{k}={_short(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
     elif isinstance(value, list):

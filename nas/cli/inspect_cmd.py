@@ -50,10 +50,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--check", action="store_true", help="with --op: compare the model with its collapsed form"
     )
-    parser.add_argument("--counter", choices=("analytic", "fvcore"), default="analytic",
-                        help="cost backend: the exact analytic counter (default) or fvcore as a cross-check")  # fmt: skip
-    parser.add_argument("--leaf", action="append", default=[], metavar="package.module.Class",
-                        help="module type to keep as one node when tracing (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--counter",
+        choices=("analytic", "fvcore"),
+        default="analytic",
+        help="cost backend: the exact analytic counter (default) or fvcore as a cross-check",
+    )
+    parser.add_argument(
+        "--leaf",
+        action="append",
+        default=[],
+        metavar="package.module.Class",
+        help="module type to keep as one node when tracing (repeatable)",
+    )
     latency = parser.add_argument_group("latency")
     latency.add_argument("--latency", action="store_true", help="measure forward latency (median and IQR)")
     latency.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
@@ -67,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import analyze, resolve_leaf_types
+    from ..graph.capture import resolve_leaf_types
+    from ..inspection import analyze
     from ..latency import LatencySettings
     from ..models import parse_model_args
 
@@ -83,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
         )
     latency = None
     if args.latency:
-        latency = LatencySettings(device=args.device, batch_size=args.batch_size, threads=args.threads,
-                                  dtype=args.dtype, channels_last=args.channels_last)  # fmt: skip
+        latency = LatencySettings(
+            device=args.device,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            dtype=args.dtype,
+            channels_last=args.channels_last,
+        )
     analysis = analyze(
         args.model,
         model_kwargs=parse_model_args(args.model_args),
@@ -96,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     )
     data = analysis.as_dict()
     if args.counter == "fvcore":
-        from ..cost_fvcore import fvcore_count
+        from ..cost.fvcore import fvcore_count
 
         data["fvcore"] = fvcore_count(analysis.module, analysis.input_shape)
     if args.json:
@@ -126,10 +141,17 @@ def _print_table(data: dict) -> None:
         table.add_column(column, justify="left" if column in ("conv", "type") else "right")
     for conv in data["convs"]:
         table.add_row(
-            conv["name"], conv["type"], str(conv["in_channels"]), str(conv["out_channels"]),
-            "x".join(map(str, conv["kernel_size"])), "x".join(map(str, conv["stride"])), str(conv["groups"]),
-            "x".join(map(str, conv["output_shape"][1:])), human(conv["flops"]), human(conv["acts"]),
-        )  # fmt: skip
+            conv["name"],
+            conv["type"],
+            str(conv["in_channels"]),
+            str(conv["out_channels"]),
+            "x".join(map(str, conv["kernel_size"])),
+            "x".join(map(str, conv["stride"])),
+            str(conv["groups"]),
+            "x".join(map(str, conv["output_shape"][1:])),
+            human(conv["flops"]),
+            human(conv["acts"]),
+        )
     console.print(table)
     totals = (
         f"params {data['params']:,}   flops {data['flops']:,}   macs {data['macs']:,}   acts {data['acts']:,}"
@@ -155,5 +177,7 @@ def _print_table(data: dict) -> None:
         )
     if "fvcore" in data:
         fv = data["fvcore"]
-        console.print(f"fvcore cross-check: macs {fv['macs']:,} (analytic {data['macs']:,}), "
-                      f"conv+linear output elements {fv['acts']:,}")  # fmt: skip
+        console.print(
+            f"fvcore cross-check: macs {fv['macs']:,} (analytic {data['macs']:,}), "
+            f"conv+linear output elements {fv['acts']:,}"
+        )

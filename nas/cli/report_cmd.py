@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import study_report, write_plots
+    from ..search.report import study_report, write_plots
     from ..search.study import load_existing_study
 
     space, study = load_existing_study(Path(args.study), args.storage)
@@ -62,12 +62,14 @@ def _value(value: Any) -> str:
 
 
 def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
-    from ..report import operator_mix
+    from ..search.report import operator_mix
 
     console = console_for_tables()
     pareto = set(data["pareto"])
-    table = Table(title=f"study {data['study']}: {len(data['trials'])} trials, objectives "
-                        + ", ".join(f"{o} ({d})" for o, d in zip(data["objectives"], data["directions"])))  # fmt: skip
+    table = Table(
+        title=f"study {data['study']}: {len(data['trials'])} trials, objectives "
+        + ", ".join(f"{o} ({d})" for o, d in zip(data["objectives"], data["directions"]))
+    )
     costs = [c for c in ("flops", "params", "acts") if c not in data["objectives"]]
     for column in ("#", "state", "operators", "scale", *data["objectives"], *costs, "note"):
         table.add_column(column, justify="left" if column in ("state", "operators", "note") else "right")
@@ -79,10 +81,14 @@ def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
         if trial["number"] in pareto:
             note = "Pareto front" if len(data["objectives"]) > 1 else "best"
         table.add_row(
-            str(trial["number"]), trial["state"], operator_mix(candidate), f"{candidate['scale']:g}" if "scale" in candidate else "-",
+            str(trial["number"]),
+            trial["state"],
+            operator_mix(candidate),
+            f"{candidate['scale']:g}" if "scale" in candidate else "-",
             *[_value(v) if v is not None else "-" for v in values],
-            *[_value(metrics.get(c, "-")) for c in costs], note,
-        )  # fmt: skip
+            *[_value(metrics.get(c, "-")) for c in costs],
+            note,
+        )
     console.print(table)
     console.print(f"Pareto front: trials {data['pareto']}" if data["pareto"] else "no completed trial yet")
     for path in plots or []:

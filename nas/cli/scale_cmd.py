@@ -36,8 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--factor", type=float, required=True, help="flops multiplier s (e.g. 4)")
     parser.add_argument("--rule", default="dWr", help="scaling rule (default: dWr, fast compound scaling)")
-    parser.add_argument("--method", choices=("auto", "parametric", "graph"), default="auto",
-                        help="parametric (built-in families, pycls-exact), graph (any model) or auto (default)")  # fmt: skip
+    parser.add_argument(
+        "--method",
+        choices=("auto", "parametric", "graph"),
+        default="auto",
+        help="parametric (built-in families, pycls-exact), graph (any model) or auto (default)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--out", metavar="FILE.yaml", help="write the scaled model file (nas.scaling.load_scaled)"
@@ -46,15 +50,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--check", action="store_true", help="build the scaled model and run it on a random input"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fresh initialization (default 0)")
-    parser.add_argument("--no-match-flops", action="store_true",
-                        help="graph-level: use the rule's width multiplier as is (realized flops may be off)")  # fmt: skip
-    parser.add_argument("--leaf", action="append", default=[], metavar="package.module.Class",
-                        help="module type to keep as one node when tracing (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--no-match-flops",
+        action="store_true",
+        help="graph-level: use the rule's width multiplier as is (realized flops may be off)",
+    )
+    parser.add_argument(
+        "--leaf",
+        action="append",
+        default=[],
+        metavar="package.module.Class",
+        help="module type to keep as one node when tracing (repeatable)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import resolve_leaf_types
+    from ..graph.capture import resolve_leaf_types
     from ..models import build_model, parse_model_args
     from ..scaling import save_scaled, scale_model, scaled_document
 
@@ -64,9 +76,16 @@ def run(args: argparse.Namespace) -> int:
     input_shape = parse_input_shape(args.input) if args.input else None
     built = build_model(args.model, model_args)
     scaled = scale_model(
-        built, args.factor, args.rule, input_shape, method=args.method, materialize=args.check, seed=args.seed,
-        match_flops=not args.no_match_flops, leaf_modules=resolve_leaf_types(args.leaf),
-    )  # fmt: skip
+        built,
+        args.factor,
+        args.rule,
+        input_shape,
+        method=args.method,
+        materialize=args.check,
+        seed=args.seed,
+        match_flops=not args.no_match_flops,
+        leaf_modules=resolve_leaf_types(args.leaf),
+    )
     costs = scaled.costs()
     data: dict[str, Any] = {"model": args.model, **scaled.summary(), **costs}
     if args.check:

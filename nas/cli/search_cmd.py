@@ -19,10 +19,20 @@ Ctrl-C are retried. Results: nas report --study studies/<name>; the winner: nas 
 
 
 def add_space_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", required=True, metavar="SPACE",
-                        help="a space file, or the name of a built-in space (convops.yaml, dncnn_denoise.yaml, ...)")  # fmt: skip
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override any key of the space, repeatable (e.g. --set train.epochs=1)")  # fmt: skip
+    parser.add_argument(
+        "--space",
+        required=True,
+        metavar="SPACE",
+        help="a space file, or the name of a built-in space (convops.yaml, dncnn_denoise.yaml, ...)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any key of the space, repeatable (e.g. --set train.epochs=1)",
+    )
     parser.add_argument("--trials", type=int, help="number of trials (= --set search.trials=N)")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
 
@@ -63,8 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import study_report, write_plots
     from ..search.progress import SearchProgress
+    from ..search.report import study_report, write_plots
     from ..search.study import default_study_dir
     from ..space import load_space
     from .report_cmd import print_report

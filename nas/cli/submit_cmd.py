@@ -51,8 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS"), metavar="URL",
-                        help="the cluster's dashboard, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)")  # fmt: skip
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RAY_API_SERVER_ADDRESS"),
+        metavar="URL",
+        help="the cluster's dashboard, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)",
+    )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument(
         "--space", metavar="SPACE", help="submit the search of this space file or built-in space"
@@ -60,8 +64,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     action.add_argument("--status", metavar="ID", help="print a job's status")
     action.add_argument("--logs", metavar="ID", help="print a job's logs (follow them with --wait)")
     action.add_argument("--stop", metavar="ID", help="stop a job (the search resumes when submitted again)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a key of the space, repeatable (as in nas search)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a key of the space, repeatable (as in nas search)",
+    )
     parser.add_argument("--trials", type=int, help="number of trials (= --set search.trials=N)")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     parser.add_argument(
@@ -175,8 +185,21 @@ def job_entrypoint(args: argparse.Namespace, space_argument: str, study_dir: Pat
     debug = (
         ["--debug"] if getattr(args, "debug", False) else []
     )  # `nas --debug submit`: tracebacks in the logs
-    command = ["python", "-m", "nas", *debug, "search", "--space", space_argument, "--backend", "ray",
-               "--address", "auto", "--study-dir", str(study_dir)]  # fmt: skip
+    command = [
+        "python",
+        "-m",
+        "nas",
+        *debug,
+        "search",
+        "--space",
+        space_argument,
+        "--backend",
+        "ray",
+        "--address",
+        "auto",
+        "--study-dir",
+        str(study_dir),
+    ]
     for override in space_overrides(args):
         command += ["--set", override]
     if args.storage:
@@ -194,8 +217,10 @@ def _space_argument(space: str, working_dir: Path) -> str:
     try:
         return str(path.resolve().relative_to(working_dir))
     except ValueError:
-        raise NasError(f"{space}: the space file is outside the working directory {working_dir} that is shipped "
-                       f"to the cluster; move it inside or pass --working-dir") from None  # fmt: skip
+        raise NasError(
+            f"{space}: the space file is outside the working directory {working_dir} that is shipped "
+            f"to the cluster; move it inside or pass --working-dir"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -231,19 +256,25 @@ class Submission:
 
 def _submit(client: Any, args: argparse.Namespace, job: Submission) -> int:
     try:
-        job_id = client.submit_job(entrypoint=job.entrypoint, runtime_env=job.runtime_env,
-                                   metadata={"nas_study": job.name})  # fmt: skip
+        job_id = client.submit_job(
+            entrypoint=job.entrypoint, runtime_env=job.runtime_env, metadata={"nas_study": job.name}
+        )
     except Exception as error:
         raise NasError(f"the cluster refused the job: {_first_line(error)}") from None
     print(job_id, flush=True)
-    print(f"study directory: {job.study_dir}   (nas submit --status {job_id} | --logs {job_id} | --stop {job_id})",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"study directory: {job.study_dir}   (nas submit --status {job_id} | --logs {job_id} | --stop {job_id})",
+        file=sys.stderr,
+    )
     if not args.wait:
         return 0
     code = _follow(client, job_id)
     if code == 0 and not job.storage and not (job.study_dir / "journal.log").exists():
-        print(f"note: {job.study_dir} is not visible here (not a shared filesystem?); the report is in the logs "
-              f"above", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: {job.study_dir} is not visible here (not a shared filesystem?); the report is in the logs "
+            f"above",
+            file=sys.stderr,
+        )
     return code
 
 

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "validate",
         help="check a space file: schema, model, operators, data",
         description="Validate a space: the schema, the model reference (built and captured), the operator choices "
-        "per conv group, and the dataset.",  # fmt: skip
+        "per conv group, and the dataset.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,12 +48,21 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_data:
         from ..data import DataConfig, load_data
 
-        config = DataConfig(space.data.name, space.data.root, space.data.val_fraction, space.data.seed,
-                            dict(space.data.options))  # fmt: skip
+        config = DataConfig(
+            space.data.name,
+            space.data.root,
+            space.data.val_fraction,
+            space.data.seed,
+            dict(space.data.options),
+        )
         _, _, info = load_data(config, tuple(space.model.input) if space.model.input else None)
         data_shape = info.input_shape
-        summary["data"] = {"task": info.task, "train": info.train_size, "val": info.val_size,
-                           "input_shape": list(info.input_shape)}  # fmt: skip
+        summary["data"] = {
+            "task": info.task,
+            "train": info.train_size,
+            "val": info.val_size,
+            "input_shape": list(info.input_shape),
+        }
     plan = SearchPlan.from_space(space, data_shape)
     summary.update(
         groups={g: list(ops) for g, ops in plan.groups.items()},

@@ -77,10 +77,22 @@ RULES: dict[Any, Callable[[Sequence[Any], dict[str, Any], Any], Cost | None]] = 
 }
 # Ops that do multiply-add work outside the conventions above: listed, not counted.
 NOT_MODELLED = {
-    aten.conv1d, aten.conv3d, aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d, aten.einsum,
-    aten.baddbmm, aten.addbmm, aten.scaled_dot_product_attention, aten.max_pool1d, aten.max_pool3d,
-    aten.avg_pool1d, aten.avg_pool3d, aten.adaptive_avg_pool1d, aten.adaptive_avg_pool3d,
-}  # fmt: skip
+    aten.conv1d,
+    aten.conv3d,
+    aten.conv_transpose1d,
+    aten.conv_transpose2d,
+    aten.conv_transpose3d,
+    aten.einsum,
+    aten.baddbmm,
+    aten.addbmm,
+    aten.scaled_dot_product_attention,
+    aten.max_pool1d,
+    aten.max_pool3d,
+    aten.avg_pool1d,
+    aten.avg_pool3d,
+    aten.adaptive_avg_pool1d,
+    aten.adaptive_avg_pool3d,
+}
 
 
 class CostMode(TorchDispatchMode):

@@ -111,17 +111,32 @@ def export_module(
     scripted = to_torchscript(prepared.module, example)
     warnings = [scripted.warning] if scripted.warning else []
     metadata = {
-        "format": FORMAT, **metadata, "input_shape": list(input_shape), "fold_bn": options.fold_bn,
-        "folded_batchnorms": len(prepared.folded), "collapsed_operators": prepared.collapsed,
-        "materialized_parametrizations": prepared.materialized, "torchscript": scripted.method,
-        "costs": {k: v for k, v in count_exported(scripted.module, input_shape).items() if v or k != "unknown_ops"},
+        "format": FORMAT,
+        **metadata,
+        "input_shape": list(input_shape),
+        "fold_bn": options.fold_bn,
+        "folded_batchnorms": len(prepared.folded),
+        "collapsed_operators": prepared.collapsed,
+        "materialized_parametrizations": prepared.materialized,
+        "torchscript": scripted.method,
+        "costs": {
+            k: v for k, v in count_exported(scripted.module, input_shape).items() if v or k != "unknown_ops"
+        },
         "versions": package_versions(),
-    }  # fmt: skip
+    }
     text = to_json(metadata)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_torchscript(scripted.module, out, text)
-    result = ExportResult(out, None, None, metadata, scripted.method, prepared.folded, warnings=warnings,
-                          onnx_asked=options.onnx)  # fmt: skip
+    result = ExportResult(
+        out,
+        None,
+        None,
+        metadata,
+        scripted.method,
+        prepared.folded,
+        warnings=warnings,
+        onnx_asked=options.onnx,
+    )
     program = None
     if options.pt2 or options.onnx:
         program = export_program(prepared.module, example)

@@ -10,7 +10,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..deploy import collapse_operators, count_operators
+from ..graph.collapse import collapse_operators, count_operators
 from .fold_bn import fold_batchnorm
 
 
@@ -37,8 +37,12 @@ def materialize_parametrizations(module: nn.Module) -> list[str]:
         names = list(submodule.parametrizations.keys())
         with torch.no_grad():
             values = {name: getattr(submodule, name).detach().clone() for name in names}
-        is_parameter = {name: isinstance(submodule.parametrizations[name].original, nn.Parameter)
-                        if hasattr(submodule.parametrizations[name], "original") else True for name in names}  # fmt: skip
+        is_parameter = {
+            name: isinstance(submodule.parametrizations[name].original, nn.Parameter)
+            if hasattr(submodule.parametrizations[name], "original")
+            else True
+            for name in names
+        }
         submodule.__class__ = type(submodule).__bases__[0]  # parametrize's injected class -> the original
         del submodule._modules["parametrizations"]
         for name, value in values.items():

@@ -138,8 +138,10 @@ def save_onnx(program: torch.export.ExportedProgram, path: Path, metadata_json: 
         import onnx
         import onnxscript  # noqa: F401  (the exporter's dependency; a clear error before it fails deep inside)
     except ImportError as error:
-        raise NasError(f"--onnx needs the onnx and onnxscript packages ({error.name} is missing): "
-                       "pip install onnx onnxscript") from None  # fmt: skip
+        raise NasError(
+            f"--onnx needs the onnx and onnxscript packages ({error.name} is missing): "
+            "pip install onnx onnxscript"
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import NasError
-from ..report import pareto_numbers, state_name
+from ..search.report import pareto_numbers, state_name
 from ..search.study import load_existing_study, trial_dir
 from ..space.schema import METRICS, Space
 
@@ -99,8 +99,10 @@ def _pareto(space: Space, study: optuna.Study, rank: int, study_dir: Path) -> tu
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     ordered = sorted(front, key=lambda number: (sign * trials[number].values[0], number))
     if not 1 <= rank <= len(ordered):
-        raise NasError(f"--pareto-rank {rank}: the Pareto front of {study_dir} has {len(ordered)} trial(s) "
-                       f"({', '.join(map(str, ordered))})")  # fmt: skip
+        raise NasError(
+            f"--pareto-rank {rank}: the Pareto front of {study_dir} has {len(ordered)} trial(s) "
+            f"({', '.join(map(str, ordered))})"
+        )
     return trials[
         ordered[rank - 1]
     ], f"Pareto rank {rank} of {len(ordered)} by {first.metric} ({first.direction})"
@@ -134,8 +136,10 @@ def select_trial(
         raise NasError(f"trial {chosen.number} of {study_dir} {why_not}; nothing to export")
     directory = trial_dir(study_dir, chosen.number)
     if not (directory / WEIGHTS_FILE).is_file():
-        raise NasError(f"trial {chosen.number}: {directory / WEIGHTS_FILE} is missing (its trained weights were not saved "
-                       "or were removed)")  # fmt: skip
+        raise NasError(
+            f"trial {chosen.number}: {directory / WEIGHTS_FILE} is missing (its trained weights were not saved "
+            "or were removed)"
+        )
     candidate = chosen.user_attrs.get("candidate")
     if candidate is None and (directory / "candidate.json").exists():
         candidate = json.loads((directory / "candidate.json").read_text())

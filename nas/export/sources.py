@@ -52,8 +52,9 @@ def validation_data(space: Space, samples: int = VALIDATION_SAMPLES) -> Validati
     """The dataset's info and the first validation inputs; when the data cannot be loaded here, a note."""
     from ..data import DataConfig, load_data
 
-    config = DataConfig(space.data.name, space.data.root, space.data.val_fraction, space.data.seed,
-                        dict(space.data.options))  # fmt: skip
+    config = DataConfig(
+        space.data.name, space.data.root, space.data.val_fraction, space.data.seed, dict(space.data.options)
+    )
     try:
         _, val, info = load_data(config, tuple(space.model.input) if space.model.input else None)
     except NasError as error:
@@ -96,18 +97,28 @@ def export_trial(
     built = build_candidate(space, candidate, space.train.seed, data.info.input_shape if data.info else None)
     recorded = selected.metrics.get("input_shape")
     if recorded is not None and list(recorded) != list(built.input_shape):
-        raise NasError(f"trial {selected.number}: the rebuilt model takes {list(built.input_shape)}, the trial "
-                       f"recorded {list(recorded)}; the space or the code changed since it ran")  # fmt: skip
+        raise NasError(
+            f"trial {selected.number}: the rebuilt model takes {list(built.input_shape)}, the trial "
+            f"recorded {list(recorded)}; the space or the code changed since it ran"
+        )
     load_weights(built.module, selected.weights, f"trial {selected.number}")
     info = data.info
     metadata = {
-        "source": "study", "model": space.model.ref, "model_kwargs": dict(space.model.kwargs), "space": space.name,
-        "study": str(study_dir), "trial": selected.number, "selected_by": selected.reason,
-        "objectives": {o.metric: o.direction for o in space.objectives}, "candidate": selected.candidate,
-        "metrics": selected.metrics, "dataset": space.data.name, "task": info.task if info else None,
+        "source": "study",
+        "model": space.model.ref,
+        "model_kwargs": dict(space.model.kwargs),
+        "space": space.name,
+        "study": str(study_dir),
+        "trial": selected.number,
+        "selected_by": selected.reason,
+        "objectives": {o.metric: o.direction for o in space.objectives},
+        "candidate": selected.candidate,
+        "metrics": selected.metrics,
+        "dataset": space.data.name,
+        "task": info.task if info else None,
         "num_classes": info.num_classes if info else None,
         "class_names": list(info.class_names) if info and info.class_names else None,
-    }  # fmt: skip
+    }
     batch = _at_input_shape(data.batch, tuple(built.input_shape))
     result = export_module(built.module, built.input_shape, metadata, options, batch)
     if data.note:
@@ -154,12 +165,19 @@ def export_reference(
     if weights is not None:
         load_weights(module, weights, "--weights")
     metadata = {
-        "source": "model", "model": reference, "model_kwargs": dict(model_kwargs or {}),
-        "operator": {"name": operator[0], "params": dict(operator[1]),
-                     "rewritten": len(rewritten.rewritten) if rewritten else 0} if operator else None,
+        "source": "model",
+        "model": reference,
+        "model_kwargs": dict(model_kwargs or {}),
+        "operator": {
+            "name": operator[0],
+            "params": dict(operator[1]),
+            "rewritten": len(rewritten.rewritten) if rewritten else 0,
+        }
+        if operator
+        else None,
         "scale": {"factor": scale[0], "rule": scale[1]} if scale else None,
         "weights": str(weights) if weights is not None else f"random initialization (seed {seed})",
-    }  # fmt: skip
+    }
     result = export_module(module, shape, metadata, options)
     result.warnings[:0] = warnings
     return result

@@ -115,8 +115,14 @@ class Verification:
         return math.isfinite(self.max_abs_diff) and self.max_abs_diff <= self.tolerance
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(max_abs_diff=self.max_abs_diff, output_scale=self.output_scale, tolerance=self.tolerance,
-                    passed=self.passed, diffs=self.diffs, hidden_packages=self.hidden)  # fmt: skip
+        return dict(
+            max_abs_diff=self.max_abs_diff,
+            output_scale=self.output_scale,
+            tolerance=self.tolerance,
+            passed=self.passed,
+            diffs=self.diffs,
+            hidden_packages=self.hidden,
+        )
 
 
 def flatten_outputs(output: Any) -> list[torch.Tensor]:
@@ -174,17 +180,25 @@ def verify_export(
     scale = max((float(t.abs().max()) for ts in outputs.values() for t in ts if t.numel()), default=0.0)
     with tempfile.TemporaryDirectory(prefix="nas-verify-") as folder:
         work = Path(folder)
-        torch.save({"inputs": {k: v.detach().cpu() for k, v in inputs.items()}, "outputs": outputs},
-                   work / "reference.pt")  # fmt: skip
-        config = {"paths": search_paths(), "blocked": list(PROJECT_PACKAGES), "reference": str(work / "reference.pt"),
-                  "pt": str(Path(pt_path).resolve()), "pt2": str(Path(pt2_path).resolve()) if pt2_path else None,
-                  "pt2_batch": pt2_batch}  # fmt: skip
+        torch.save(
+            {"inputs": {k: v.detach().cpu() for k, v in inputs.items()}, "outputs": outputs},
+            work / "reference.pt",
+        )
+        config = {
+            "paths": search_paths(),
+            "blocked": list(PROJECT_PACKAGES),
+            "reference": str(work / "reference.pt"),
+            "pt": str(Path(pt_path).resolve()),
+            "pt2": str(Path(pt2_path).resolve()) if pt2_path else None,
+            "pt2_batch": pt2_batch,
+        }
         (work / "config.json").write_text(json.dumps(config))
         (work / "verify_export.py").write_text(SCRIPT)
         command = [sys.executable, "-I", "-S", str(work / "verify_export.py"), str(work / "config.json")]
         try:
-            done = subprocess.run(command, cwd=work, env=_environment(), capture_output=True, text=True,
-                                  timeout=timeout)  # fmt: skip
+            done = subprocess.run(
+                command, cwd=work, env=_environment(), capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
             raise VerificationError(f"the verification process did not finish in {timeout:.0f} s") from None
     if done.returncode != 0:
@@ -199,5 +213,11 @@ def verify_export(
     numbers = [
         d if isinstance(d, float) else math.inf for cases in report["diffs"].values() for d in cases.values()
     ]
-    return Verification(max(numbers, default=math.inf), scale, RELATIVE_TOLERANCE * scale, report["diffs"],
-                        report["hidden"], report["metadata"])  # fmt: skip
+    return Verification(
+        max(numbers, default=math.inf),
+        scale,
+        RELATIVE_TOLERANCE * scale,
+        report["diffs"],
+        report["hidden"],
+        report["metadata"],
+    )

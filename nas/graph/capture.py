@@ -7,6 +7,7 @@ whatever the caller adds; everything else is traced through. ``call_module`` nod
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from operators import ConvOperator
 
-from ..errors import CaptureError
+from ..errors import CaptureError, NasError
 from .shapes import propagate_shapes
 
 
@@ -100,3 +101,20 @@ def capture(
     module.meta["input_shape"] = tuple(input_shape)
     module.meta["batch_size"] = batch_size
     return module
+
+
+def resolve_leaf_types(names: Sequence[str]) -> list[type[nn.Module]]:
+    """``["torchvision.ops.misc.Permute"]`` -> the classes; a bad name is a clear error."""
+    types = []
+    for name in names:
+        module_name, _, attribute = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError):
+            raise NasError(
+                f"--leaf {name!r}: cannot import that class (expected package.module.ClassName)"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise NasError(f"--leaf {name!r} is not a torch.nn.Module subclass")
+        types.append(cls)
+    return types

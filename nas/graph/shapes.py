@@ -100,11 +100,35 @@ def _adaptive_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 _SHAPE_PRESERVING_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU,
-    nn.SELU, nn.CELU, nn.Mish, nn.PReLU, nn.Softplus, nn.Hardtanh, nn.Identity, nn.Softmax, nn.LogSoftmax,
-    nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout, nn.modules.batchnorm._NormBase, nn.GroupNorm,
-    nn.LayerNorm, nn.LocalResponseNorm, nn.ChannelShuffle,
-)  # fmt: skip
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.Mish,
+    nn.PReLU,
+    nn.Softplus,
+    nn.Hardtanh,
+    nn.Identity,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Dropout1d,
+    nn.AlphaDropout,
+    nn.modules.batchnorm._NormBase,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
+    nn.ChannelShuffle,
+)
 
 MODULE_RULES: dict[type[nn.Module], Callable[..., torch.Tensor]] = {
     nn.Conv2d: _conv_module,
@@ -170,8 +194,16 @@ def _reduce(x: Any, dim: Any = None, keepdim: bool = False, **kwargs: Any) -> An
     return _like(tuple(shape), x)
 
 
-def _conv_function(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                   groups: int = 1, **kwargs: Any) -> Any:  # fmt: skip
+def _conv_function(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    **kwargs: Any,
+) -> Any:
     if isinstance(padding, str):
         return None
     out_channels, in_per_group, kh, kw = weight.shape
@@ -202,15 +234,53 @@ def _adaptive_function(x: Any, output_size: Any) -> Any:
 
 
 UNARY_FUNCTIONS = (
-    F.relu, F.relu6, F.silu, F.gelu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu, F.elu, F.mish,
-    F.hardtanh, F.softmax, F.log_softmax, F.dropout, F.dropout2d, F.layer_norm, F.group_norm, F.batch_norm,
-    F.normalize, torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.sqrt, torch.abs, torch.neg, torch.clamp,
-    torch.softmax, operator.neg,
-)  # fmt: skip
+    F.relu,
+    F.relu6,
+    F.silu,
+    F.gelu,
+    F.hardswish,
+    F.hardsigmoid,
+    F.sigmoid,
+    F.tanh,
+    F.leaky_relu,
+    F.elu,
+    F.mish,
+    F.hardtanh,
+    F.softmax,
+    F.log_softmax,
+    F.dropout,
+    F.dropout2d,
+    F.layer_norm,
+    F.group_norm,
+    F.batch_norm,
+    F.normalize,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+    torch.exp,
+    torch.sqrt,
+    torch.abs,
+    torch.neg,
+    torch.clamp,
+    torch.softmax,
+    operator.neg,
+)
 BROADCAST_FUNCTIONS = (
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub, operator.imul,
-    operator.itruediv, torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum,
-)  # fmt: skip
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+    torch.maximum,
+    torch.minimum,
+)
 FUNCTION_RULES: dict[Any, Callable[..., Any]] = {
     **{f: _unary for f in UNARY_FUNCTIONS},
     **{f: _broadcast for f in BROADCAST_FUNCTIONS},
@@ -226,9 +296,24 @@ FUNCTION_RULES: dict[Any, Callable[..., Any]] = {
     F.adaptive_max_pool2d: _adaptive_function,
 }
 UNARY_METHODS = (
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "contiguous", "clone", "detach",
-    "exp", "sqrt", "abs", "neg", "hardswish", "softmax",
-)  # fmt: skip
+    "relu",
+    "relu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "clamp",
+    "clamp_",
+    "contiguous",
+    "clone",
+    "detach",
+    "exp",
+    "sqrt",
+    "abs",
+    "neg",
+    "hardswish",
+    "softmax",
+)
 BROADCAST_METHODS = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_")
 METHOD_RULES: dict[str, Callable[..., Any]] = {
     **{m: _unary for m in UNARY_METHODS},

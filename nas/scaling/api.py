@@ -125,9 +125,18 @@ def scale_model(
     with _seeded(seed):
         result = scale_graph(module, factors, shape, leaf_modules, match_flops)
     return ScaledModel(
-        result.module, result.input_shape, parsed.name, float(factor), factors, "graph", result.before,
-        result.after, result.notes, base_module=module, base_input_shape=shape,
-    )  # fmt: skip
+        result.module,
+        result.input_shape,
+        parsed.name,
+        float(factor),
+        factors,
+        "graph",
+        result.before,
+        result.after,
+        result.notes,
+        base_module=module,
+        base_input_shape=shape,
+    )
 
 
 def _parametric(
@@ -158,6 +167,16 @@ def _parametric(
     before = scaler.describe(params)
     notes = [scaler.note] if scaler.note else []
     return ScaledModel(
-        module, shape, rule, factors.factor, factors, "parametric", before, out_scaler.describe(scaled), notes,
-        config=scaled, base_module=base_module, base_input_shape=base_shape,
-    )  # fmt: skip
+        module,
+        shape,
+        rule,
+        factors.factor,
+        factors,
+        "parametric",
+        before,
+        out_scaler.describe(scaled),
+        notes,
+        config=scaled,
+        base_module=base_module,
+        base_input_shape=base_shape,
+    )

@@ -292,10 +292,15 @@ def _note_dense(
     notes: list[str],
 ) -> None:
     """A note when siblings of one kind with convs are no blocks (several inputs: dense connections)."""
-    same = [i for i in range(1, len(children)) if {i - 1, i}.isdisjoint(covered)
-            and tree.kind(module, children[i]) == tree.kind(module, children[i - 1])
-            and not _is_container(tree.types[children[i]]) and _compute_modules(tree.modules, tree.nodes[children[i]])
-            and make_unit(module, tree, (children[i],), container) is None]  # fmt: skip
+    same = [
+        i
+        for i in range(1, len(children))
+        if {i - 1, i}.isdisjoint(covered)
+        and tree.kind(module, children[i]) == tree.kind(module, children[i - 1])
+        and not _is_container(tree.types[children[i]])
+        and _compute_modules(tree.modules, tree.nodes[children[i]])
+        and make_unit(module, tree, (children[i],), container) is None
+    ]
     if same:
         kind = tree.types[children[same[0]]].__name__
         notes.append(

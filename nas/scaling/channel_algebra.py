@@ -56,6 +56,10 @@ class Expr:
         return Expr(self.const * multiplier, tuple((atom, coef * multiplier) for atom, coef in self.terms))
 
 
+Axes = tuple[Expr | None, ...]  # one tensor's axes: an Expr where the size depends on channels
+Value = Axes | list[Axes] | None  # what a graph node produces: one tensor, several, or none tracked
+
+
 @dataclass
 class ChannelAlgebra:
     """Union-find over atoms with proportional groups, divisibility requirements and fix reasons."""
@@ -70,9 +74,13 @@ class ChannelAlgebra:
     def copy(self) -> ChannelAlgebra:
         """An independent copy (plans add requirements to a copy, so one analysis serves several plans)."""
         return ChannelAlgebra(
-            list(self.parent), list(self.original), list(self.kinds), list(self.origins), list(self.divisors),
+            list(self.parent),
+            list(self.original),
+            list(self.kinds),
+            list(self.origins),
+            list(self.divisors),
             dict(self.reasons),
-        )  # fmt: skip
+        )
 
     # -- atoms and groups ----------------------------------------------------------------------------------
     def new_atom(self, size: int, kind: Kind, origin: str) -> int:

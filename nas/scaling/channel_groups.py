@@ -26,10 +26,7 @@ from operators import ConvOperator
 from ..graph.shapes import MODULE_RULES
 from ..graph.view import node_keys
 from . import channel_ops
-from .channel_algebra import ChannelAlgebra, Expr, Kind
-
-Axes = tuple[Expr | None, ...]
-Value = Axes | list[Axes] | None
+from .channel_algebra import Axes, ChannelAlgebra, Expr, Kind, Value
 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)

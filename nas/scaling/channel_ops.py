@@ -11,19 +11,33 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
 from ..graph.shapes import BROADCAST_FUNCTIONS, BROADCAST_METHODS
-from .channel_algebra import Expr
+from .channel_algebra import Axes, ChannelAlgebra, Expr, Value
 
-if TYPE_CHECKING:
-    from .channel_groups import Axes, ChannelPropagator, Value
 
-Rule = Callable[["ChannelPropagator", fx.Node], "Value"]
+class ChannelPropagator(Protocol):
+    """What a rule may ask of the graph walk (``channel_groups.ChannelPropagator`` implements it)."""
+
+    algebra: ChannelAlgebra
+    result: Any  # channel_groups.ChannelAnalysis
+
+    def key(self, node: fx.Node) -> str: ...
+    def value(self, arg: Any) -> Value: ...
+    def shape(self, arg: Any) -> tuple[int, ...] | None: ...
+    def axes(self, arg: Any) -> Axes: ...
+    def untracked(self, node: fx.Node) -> Value: ...
+    def tensor_args(self, node: fx.Node) -> list[fx.Node]: ...
+    def opaque(self, node: fx.Node, reason: str) -> Value: ...
+    def same_rank(self, node: fx.Node, source: fx.Node) -> Value: ...
+
+
+Rule = Callable[[ChannelPropagator, fx.Node], Value]
 
 
 def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
@@ -351,9 +365,24 @@ FUNCTIONS: dict[Any, Rule] = {
     F.conv2d: functional_weighted,
     F.conv3d: functional_weighted,
     F.linear: functional_weighted,
-    **{f: reduce for f in (torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torch.min, torch.std,
-                           torch.var, torch.logsumexp, torch.prod, torch.argmax, torch.argmin)},
-}  # fmt: skip
+    **{
+        f: reduce
+        for f in (
+            torch.mean,
+            torch.sum,
+            torch.amax,
+            torch.amin,
+            torch.max,
+            torch.min,
+            torch.std,
+            torch.var,
+            torch.logsumexp,
+            torch.prod,
+            torch.argmax,
+            torch.argmin,
+        )
+    },
+}
 METHODS: dict[str, Rule] = {
     **{m: broadcast for m in BROADCAST_METHODS},
     "expand_as": broadcast,
@@ -374,9 +403,25 @@ METHODS: dict[str, Rule] = {
     "bmm": matmul,
     "to": first_tensor,
     "type_as": first_tensor,
-    **{m: reduce for m in ("mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp", "prod",
-                           "argmax", "argmin", "norm")},
-}  # fmt: skip
+    **{
+        m: reduce
+        for m in (
+            "mean",
+            "sum",
+            "amax",
+            "amin",
+            "max",
+            "min",
+            "std",
+            "var",
+            "logsumexp",
+            "prod",
+            "argmax",
+            "argmin",
+            "norm",
+        )
+    },
+}
 
 
 def visit(p: ChannelPropagator, node: fx.Node) -> Value:

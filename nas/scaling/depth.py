@@ -110,8 +110,11 @@ def scale_depths(module: fx.GraphModule, stages: list[Stage], factor: float) -> 
         reached = set_depth(module, stage, target, taken)
         depths.append(reached)
         if reached != target:
-            why = ("its blocks change the shape, so none can be repeated" if stage.repeatable == 0
-                   else f"only {stage.repeatable} of its blocks are repeatable")  # fmt: skip
+            why = (
+                "its blocks change the shape, so none can be repeated"
+                if stage.repeatable == 0
+                else f"only {stage.repeatable} of its blocks are repeatable"
+            )
             blocks = f"{len(stage.units)} block" + ("s" if len(stage.units) != 1 else "")
             notes.append(f"depth: stage {stage.name} has {blocks}, kept {reached} instead of {target}: {why}")
     module.graph.lint()

@@ -124,9 +124,12 @@ def _stage_summary(
         group_widths.append(next((g for g in found if g is not None), None))
     grouped = any(g is not None for g in group_widths)
     return Architecture(
-        depths=tuple(depths), widths=tuple(widths), resolution=resolution_of(shape),
-        group_widths=tuple(group_widths) if grouped else None, stages=tuple(s.name for s in stages),
-    )  # fmt: skip
+        depths=tuple(depths),
+        widths=tuple(widths),
+        resolution=resolution_of(shape),
+        group_widths=tuple(group_widths) if grouped else None,
+        stages=tuple(s.name for s in stages),
+    )
 
 
 def _width_notes(analysis: ChannelAnalysis) -> list[str]:
@@ -242,8 +245,10 @@ def scale_graph(
         if match_flops and factors.width != 1.0:
             width = matched_width(scaler, factors, base_flops * factors.factor)
             if width != factors.width:
-                notes.append(f"width: multiplier {width:.4f} instead of the rule's {factors.width:.4f}, so that flops "
-                             f"grow by {factors.factor:g}x despite rounding (match_flops)")  # fmt: skip
+                notes.append(
+                    f"width: multiplier {width:.4f} instead of the rule's {factors.width:.4f}, so that flops "
+                    f"grow by {factors.factor:g}x despite rounding (match_flops)"
+                )
         width_notes = scaler.attempt(width, _group_factor(factors, width))
         notes += (
             width_notes if width_notes is not None else ["width: not scaled: the rebuilt graph does not run"]

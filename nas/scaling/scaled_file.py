@@ -54,12 +54,21 @@ def scaled_document(
     result["notes"] = list(scaled.notes)
     return {
         "format": FORMAT,
-        "base": {"model": reference, "args": dict(model_args or {}),
-                 "input": list(base_input) if base_input else None, "leaf": list(leaf or [])},
-        "scaling": {"rule": scaled.rule, "factor": scaled.factor, "method": scaled.method, "seed": seed,
-                    "match_flops": match_flops},
+        "base": {
+            "model": reference,
+            "args": dict(model_args or {}),
+            "input": list(base_input) if base_input else None,
+            "leaf": list(leaf or []),
+        },
+        "scaling": {
+            "rule": scaled.rule,
+            "factor": scaled.factor,
+            "method": scaled.method,
+            "seed": seed,
+            "match_flops": match_flops,
+        },
         "result": result,
-    }  # fmt: skip
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -111,15 +120,21 @@ def read_scaled(path: str | Path) -> dict[str, Any]:
 
 def rescale(data: dict[str, Any], materialize: bool = True) -> tuple[BuiltModel, ScaledModel]:
     """Build the base model of a scaled-model document and scale it again."""
-    from ..analysis import resolve_leaf_types
+    from ..graph.capture import resolve_leaf_types
 
     base, scaling = data["base"], data["scaling"]
     built = build_model(base["model"], base.get("args") or {})
     scaled = scale_model(
-        built, scaling["factor"], scaling["rule"], base.get("input"), method=scaling.get("method", "auto"),
-        materialize=materialize, seed=scaling.get("seed", 0), match_flops=scaling.get("match_flops", True),
+        built,
+        scaling["factor"],
+        scaling["rule"],
+        base.get("input"),
+        method=scaling.get("method", "auto"),
+        materialize=materialize,
+        seed=scaling.get("seed", 0),
+        match_flops=scaling.get("match_flops", True),
         leaf_modules=resolve_leaf_types(base.get("leaf") or []),
-    )  # fmt: skip
+    )
     return built, scaled
 
 
@@ -133,13 +148,17 @@ def load_scaled(path: str | Path, materialize: bool = True) -> BuiltModel:
     built, scaled = rescale(data, materialize)
     recorded = data["result"]
     if "input" in recorded and list(recorded["input"]) != list(scaled.input_shape):
-        raise NasError(f"scaled model file {path}: rebuilding gives input {list(scaled.input_shape)}, the file "
-                       f"records {recorded['input']}")  # fmt: skip
+        raise NasError(
+            f"scaled model file {path}: rebuilding gives input {list(scaled.input_shape)}, the file "
+            f"records {recorded['input']}"
+        )
     architecture = scaled.after.as_dict()
     for key, value in (recorded.get("architecture") or {}).items():
         if architecture.get(key) != value:
-            raise NasError(f"scaled model file {path}: rebuilding gives {key} {architecture.get(key)}, the file "
-                           f"records {value} (the model or the scaling code changed since it was written)")  # fmt: skip
+            raise NasError(
+                f"scaled model file {path}: rebuilding gives {key} {architecture.get(key)}, the file "
+                f"records {value} (the model or the scaling code changed since it was written)"
+            )
     return BuiltModel(
         scaled.module, built.reference, scaled.input_shape, built.family, scaled.config, built.kwargs
     )

@@ -64,9 +64,17 @@ def axis_size(analysis: ChannelAnalysis, plan: WidthPlan, node: fx.Node, axis: i
 
 def _new_conv(old: nn.Module, in_channels: int, out_channels: int, groups: int, factory: dict) -> nn.Module:
     return type(old)(
-        in_channels, out_channels, old.kernel_size, stride=old.stride, padding=old.padding,
-        dilation=old.dilation, groups=groups, bias=old.bias is not None, padding_mode=old.padding_mode, **factory,
-    )  # fmt: skip
+        in_channels,
+        out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        groups=groups,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+        **factory,
+    )
 
 
 def _new_groups(
@@ -137,8 +145,9 @@ def rebuilt_module(
         features = axis_size(analysis, plan, source, 1)
         if features == module.num_features:
             return None
-        return type(module)(features, module.eps, module.momentum, module.affine, module.track_running_stats,
-                            **factory)  # fmt: skip
+        return type(module)(
+            features, module.eps, module.momentum, module.affine, module.track_running_stats, **factory
+        )
     if isinstance(module, nn.GroupNorm):
         channels = axis_size(analysis, plan, source, 1)
         if channels == module.num_channels:
@@ -147,12 +156,15 @@ def rebuilt_module(
         return nn.GroupNorm(groups, channels, module.eps, module.affine, **factory)
     if isinstance(module, nn.LayerNorm):
         rank = len(source.meta["shape"])
-        shape = tuple(axis_size(analysis, plan, source, rank - len(module.normalized_shape) + i)
-                      for i in range(len(module.normalized_shape)))  # fmt: skip
+        shape = tuple(
+            axis_size(analysis, plan, source, rank - len(module.normalized_shape) + i)
+            for i in range(len(module.normalized_shape))
+        )
         if shape == tuple(module.normalized_shape):
             return None
-        return nn.LayerNorm(shape, module.eps, module.elementwise_affine, bias=module.bias is not None,
-                            **factory)  # fmt: skip
+        return nn.LayerNorm(
+            shape, module.eps, module.elementwise_affine, bias=module.bias is not None, **factory
+        )
     if isinstance(module, nn.PReLU) and module.num_parameters > 1:
         count = axis_size(analysis, plan, source, 1)
         if count == module.num_parameters:

@@ -126,8 +126,12 @@ def run_local(
     remaining = space.search.trials - finished_count(study)
     context = TrialContext.create(space, threads=_threads_per_trial(space.search.parallel))
     plan = SearchPlan.from_space(space, context.info.input_shape)
-    progress.start(space.search.trials, finished_count(study), f"{plan.size_summary()}; {context.info.train_size} "
-                   f"training / {context.info.val_size} validation samples on {context.device}")  # fmt: skip
+    progress.start(
+        space.search.trials,
+        finished_count(study),
+        f"{plan.size_summary()}; {context.info.train_size} "
+        f"training / {context.info.val_size} validation samples on {context.device}",
+    )
     if retried:
         progress.line(f"retrying interrupted trials {retried}")
     if remaining <= 0:
@@ -144,14 +148,28 @@ def run_local(
     return study
 
 
-def _optimize(study: optuna.Study, space: Space, study_dir: Path, context: TrialContext, plan: SearchPlan,
-              progress: SearchProgress | None, remaining: int, stop_at_total: int | None = None) -> None:  # fmt: skip
+def _optimize(
+    study: optuna.Study,
+    space: Space,
+    study_dir: Path,
+    context: TrialContext,
+    plan: SearchPlan,
+    progress: SearchProgress | None,
+    remaining: int,
+    stop_at_total: int | None = None,
+) -> None:
     objective = Objective(space, study_dir, context, plan, progress)
     callbacks = [progress.trial_finished] if progress else []
     if stop_at_total is not None:
         callbacks.append(_StopAtTotal(stop_at_total))
-    study.optimize(objective, n_trials=remaining, timeout=space.search.timeout, catch=(Exception,),
-                   callbacks=callbacks, gc_after_trial=False)  # fmt: skip
+    study.optimize(
+        objective,
+        n_trials=remaining,
+        timeout=space.search.timeout,
+        catch=(Exception,),
+        callbacks=callbacks,
+        gc_after_trial=False,
+    )
 
 
 class _StopAtTotal:
@@ -185,14 +203,17 @@ def _run_worker(space: Space, study_dir: str, storage_url: str | None, total: in
         _optimize(study, space, Path(study_dir), context, plan, None, remaining, stop_at_total=total)
 
 
-def _optimize_parallel(space: Space, study_dir: Path, storage_url: str | None, progress: SearchProgress,
-                       remaining: int) -> None:  # fmt: skip
+def _optimize_parallel(
+    space: Space, study_dir: Path, storage_url: str | None, progress: SearchProgress, remaining: int
+) -> None:
     """``search.parallel`` processes share the storage; this one reports finished trials as they land."""
     ctx = multiprocessing.get_context("spawn")
     total = space.search.trials
     threads = _threads_per_trial(space.search.parallel)
-    workers = [ctx.Process(target=_worker, args=(space, str(study_dir), storage_url, total, threads), daemon=False)
-               for _ in range(min(space.search.parallel, remaining))]  # fmt: skip
+    workers = [
+        ctx.Process(target=_worker, args=(space, str(study_dir), storage_url, total, threads), daemon=False)
+        for _ in range(min(space.search.parallel, remaining))
+    ]
     for worker in workers:
         worker.start()
     study = optuna.load_study(study_name=space.name, storage=open_storage(space, study_dir, storage_url))

@@ -56,8 +56,13 @@ FINISHED_MARK = ".nas-finished"
 TRAINING_METRICS = ("accuracy", "psnr", "ssim", "loss")  # known per epoch: what ASHA can compare
 
 
-def run_ray(space: Space, study_dir: Path, progress: SearchProgress, storage_url: str | None = None,
-            address: str | None = None) -> optuna.Study:  # fmt: skip
+def run_ray(
+    space: Space,
+    study_dir: Path,
+    progress: SearchProgress,
+    storage_url: str | None = None,
+    address: str | None = None,
+) -> optuna.Study:
     """Run the study on Ray until ``search.trials`` trials are finished (or ``search.timeout`` passes)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if address is not None:
@@ -82,9 +87,12 @@ def run_ray(space: Space, study_dir: Path, progress: SearchProgress, storage_url
         os.chdir(study_dir)
         with _driver_lock(root), ray_session(address) as where:
             _check_resources(space)
-            progress.start(space.search.trials, finished_count(study),
-                           f"{plan.size_summary()}; {info.train_size} training / {info.val_size} validation "
-                           f"samples; on {where}, {per_trial} per trial, up to {space.search.parallel} at once")  # fmt: skip
+            progress.start(
+                space.search.trials,
+                finished_count(study),
+                f"{plan.size_summary()}; {info.train_size} training / {info.val_size} validation "
+                f"samples; on {where}, {per_trial} per trial, up to {space.search.parallel} at once",
+            )
             _search(key, plan, root)
     finally:
         progress.stop()
@@ -105,8 +113,10 @@ def _search(key: str, plan: SearchPlan, root: Path) -> None:
         except (KeyboardInterrupt, NasError):
             raise
         except Exception as error:  # a damaged experiment: its unfinished trials are retried instead
-            run.progress.line(f"cannot resume {unfinished.name} ({type(error).__name__}: {str(error)[:200]}); "
-                              f"its unfinished trials are retried")  # fmt: skip
+            run.progress.line(
+                f"cannot resume {unfinished.name} ({type(error).__name__}: {str(error)[:200]}); "
+                f"its unfinished trials are retried"
+            )
             (unfinished / FINISHED_MARK).touch()
             run.running.clear()
     retried = recover_interrupted(study, space.search.max_retries)
@@ -132,8 +142,10 @@ def _trainable(run: RayRun):
     from .ray_trainable import run_candidate
 
     resources = {"cpu": run.space.resources.cpu, "gpu": run.space.resources.gpu}
-    return tune.with_resources(tune.with_parameters(run_candidate, space=run.space, study_dir=str(run.study_dir),
-                                                    cwd=run.cwd), resources)  # fmt: skip
+    return tune.with_resources(
+        tune.with_parameters(run_candidate, space=run.space, study_dir=str(run.study_dir), cwd=run.cwd),
+        resources,
+    )
 
 
 def _new_tuner(key: str, plan: SearchPlan, root: Path, name: str, samples: int):
@@ -141,13 +153,23 @@ def _new_tuner(key: str, plan: SearchPlan, root: Path, name: str, samples: int):
     from .ray_searcher import NasOptunaSearch
 
     run = lookup(key)
-    tune_config = tune.TuneConfig(search_alg=NasOptunaSearch(key, plan), scheduler=_scheduler(key, run.space),
-                                  num_samples=samples, max_concurrent_trials=run.space.search.parallel,
-                                  reuse_actors=True, trial_name_creator=_trial_name,
-                                  trial_dirname_creator=_trial_name)  # fmt: skip
-    run_config = tune.RunConfig(name=name, storage_path=str(root), callbacks=[StudyRecorder(key)], verbose=0,
-                                failure_config=tune.FailureConfig(max_failures=run.space.search.max_retries),
-                                checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # fmt: skip
+    tune_config = tune.TuneConfig(
+        search_alg=NasOptunaSearch(key, plan),
+        scheduler=_scheduler(key, run.space),
+        num_samples=samples,
+        max_concurrent_trials=run.space.search.parallel,
+        reuse_actors=True,
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
+    )
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=str(root),
+        callbacks=[StudyRecorder(key)],
+        verbose=0,
+        failure_config=tune.FailureConfig(max_failures=run.space.search.max_retries),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
     return tune.Tuner(_trainable(run), tune_config=tune_config, run_config=run_config)
 
 
@@ -180,9 +202,15 @@ def _scheduler(key: str, space: Space) -> TrialScheduler:
     objective = space.objectives[0]
     if space.search.pruner == "none" or len(space.objectives) > 1 or objective.metric not in TRAINING_METRICS:
         return FIFOScheduler()
-    return PruningASHA(key, time_attr="training_iteration", metric=objective.metric,
-                       mode="max" if objective.direction == "maximize" else "min",
-                       max_t=space.train.epochs, grace_period=1, reduction_factor=2)  # fmt: skip
+    return PruningASHA(
+        key,
+        time_attr="training_iteration",
+        metric=objective.metric,
+        mode="max" if objective.direction == "maximize" else "min",
+        max_t=space.train.epochs,
+        grace_period=1,
+        reduction_factor=2,
+    )
 
 
 # -- the study directory's experiments ----------------------------------------------------------------------
@@ -263,13 +291,16 @@ def _check_resources(space: Space) -> None:
     if any(r.get("CPU", 0) >= need_cpu and r.get("GPU", 0) >= need_gpu for r in nodes):
         return
     largest = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "no nodes"
-    raise NasError(f"resources: a trial asks for {need_cpu:g} CPU and {need_gpu:g} GPU, more than any node of the "
-                   f"cluster has ({largest})")  # fmt: skip
+    raise NasError(
+        f"resources: a trial asks for {need_cpu:g} CPU and {need_gpu:g} GPU, more than any node of the "
+        f"cluster has ({largest})"
+    )
 
 
 def _data_info(space: Space):
     from ..data import DataConfig, load_data
 
-    config = DataConfig(space.data.name, space.data.root, space.data.val_fraction, space.data.seed,
-                        dict(space.data.options))  # fmt: skip
+    config = DataConfig(
+        space.data.name, space.data.root, space.data.val_fraction, space.data.seed, dict(space.data.options)
+    )
     return load_data(config, tuple(space.model.input) if space.model.input else None)[2]

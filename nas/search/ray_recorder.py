@@ -46,8 +46,9 @@ class StudyRecorder(tune.Callback):
         if run.progress:
             candidate = Candidate.from_dict(trial.config[NAS_KEY]["candidate"])
             retry = f" (again, after {trial.num_failures} worker failure(s))" if trial.num_failures else ""
-            run.progress.trial_started(optuna_trial.number,
-                                       f"scale {candidate.scale:g}, {candidate.operator_mix()}{retry}")  # fmt: skip
+            run.progress.trial_started(
+                optuna_trial.number, f"scale {candidate.scale:g}, {candidate.operator_mix()}{retry}"
+            )
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: TuneTrial, result: dict, **info: Any
@@ -131,8 +132,12 @@ class StudyRecorder(tune.Callback):
             optuna_trial.set_user_attr("error", record["error"])
             run.study.tell(optuna_trial, state=TrialState.FAIL, skip_if_finished=True)
             return
-        outcome = TrialOutcome(record["state"], record["metrics"], [float(v) for v in record["values"]],
-                               [float(v) for v in record["constraints"]])  # fmt: skip
+        outcome = TrialOutcome(
+            record["state"],
+            record["metrics"],
+            [float(v) for v in record["values"]],
+            [float(v) for v in record["constraints"]],
+        )
         if not all(math.isfinite(v) for v in outcome.values):
             optuna_trial.set_user_attr(
                 "error", f"FloatingPointError: objective values are not finite: {outcome.values}"

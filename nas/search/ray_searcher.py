@@ -42,9 +42,14 @@ class NasOptunaSearch(OptunaSearch):
         metrics = [o.metric for o in run.space.objectives]
         modes = ["max" if o.direction == "maximize" else "min" for o in run.space.objectives]
         single = len(metrics) == 1
-        super().__init__(space=partial(define_trial, plan=plan), metric=metrics[0] if single else metrics,
-                         mode=modes[0] if single else modes, sampler=run.study.sampler, study_name=run.space.name,
-                         storage=run.study._storage)  # fmt: skip
+        super().__init__(
+            space=partial(define_trial, plan=plan),
+            metric=metrics[0] if single else metrics,
+            mode=modes[0] if single else modes,
+            sampler=run.study.sampler,
+            study_name=run.space.name,
+            storage=run.study._storage,
+        )
         self._key = key
         self._ot_study = run.study
 

@@ -108,8 +108,12 @@ def run_candidate(config: dict[str, Any], space: Space, study_dir: str, cwd: str
         candidate = Candidate.from_dict(info["candidate"])
         folder = trial_dir(Path(study_dir), int(info["number"]))
         outcome = run_trial(context, candidate, folder, on_epoch, checkpoint=checkpoint)
-        record: dict[str, Any] = {"state": outcome.state, "values": outcome.values,
-                                  "constraints": outcome.constraints, "metrics": outcome.metrics}  # fmt: skip
+        record: dict[str, Any] = {
+            "state": outcome.state,
+            "values": outcome.values,
+            "constraints": outcome.constraints,
+            "metrics": outcome.metrics,
+        }
         shown.update(zip((o.metric for o in space.objectives), outcome.values))
     except Exception as error:
         record = {"state": "failed", "error": describe_error(error)}

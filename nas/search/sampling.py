@@ -40,8 +40,10 @@ class SearchPlan:
         )
 
     def size_summary(self) -> str:
-        return f"{len(self.groups)} groups ({', '.join(f'{g}: {len(o)} ops' for g, o in self.groups.items())}), " \
-               f"{len(self.scales)} scale factors"  # fmt: skip
+        return (
+            f"{len(self.groups)} groups ({', '.join(f'{g}: {len(o)} ops' for g, o in self.groups.items())}), "
+            f"{len(self.scales)} scale factors"
+        )
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: operators.ParamSpec, domain: ParamDomain | None) -> Any:
@@ -87,8 +89,9 @@ def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.startup_trials)
     with warnings.catch_warnings():  # `group` (conditional operator parameters) is flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup_trials,
-                                          multivariate=True, group=True)  # fmt: skip
+        return optuna.samplers.TPESampler(
+            seed=search.seed, n_startup_trials=search.startup_trials, multivariate=True, group=True
+        )
 
 
 def make_pruner(space: Space) -> optuna.pruners.BasePruner:

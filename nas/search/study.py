@@ -73,8 +73,12 @@ def check_or_write_space(space: Space, study_dir: Path) -> None:
     path = study_dir / SPACE_FILE
     if path.exists():
         old, new = comparable(load_study_space(study_dir)), comparable(space)
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
-                         and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES))  # fmt: skip
+        changed = sorted(
+            k
+            for k in set(old) | set(new)
+            if old.get(k) != new.get(k)
+            and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES)
+        )
         if changed:
             raise NasError(
                 f"{study_dir} holds a study of a different space (changed: {', '.join(changed[:4])}); "
@@ -110,9 +114,13 @@ def open_storage(
 
 def open_study(space: Space, storage: optuna.storages.BaseStorage, sampler=None, pruner=None) -> optuna.Study:
     return optuna.create_study(
-        study_name=space.name, storage=storage, directions=space.directions, sampler=sampler, pruner=pruner,
+        study_name=space.name,
+        storage=storage,
+        directions=space.directions,
+        sampler=sampler,
+        pruner=pruner,
         load_if_exists=True,
-    )  # fmt: skip
+    )
 
 
 def load_existing_study(study_dir: Path, storage_url: str | None = None) -> tuple[Space, optuna.Study]:
@@ -170,8 +178,11 @@ def enqueue_retries(study: optuna.Study, max_retries: int) -> list[int]:
         if attempt > max_retries:
             continue
         origin = trial.user_attrs.get("retry_of", trial.number)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt, "origin": origin},
-                            skip_if_exists=False)  # fmt: skip
+        study.enqueue_trial(
+            trial.params,
+            user_attrs={"retry_of": trial.number, "attempt": attempt, "origin": origin},
+            skip_if_exists=False,
+        )
         retried.append(trial.number)
     return retried
 

@@ -129,9 +129,9 @@ def test_inspect_rewrites_and_checks_collapse(capsys, op):
 def test_collapse_check_runs_each_operator_from_its_parameters(monkeypatch):
     """A collapse that disagrees with the operator's training-time computation shows, although in eval under
     no_grad the operator itself would reuse the (wrong) collapsed kernel."""
-    from nas.analysis import check_collapse
     from nas.graph.capture import capture
     from nas.graph.rewrite import rewrite_with_operator
+    from nas.inspection import check_collapse
     from nas.models import build_model
     from operators.large_kernel import LargeKernelConv2d
 

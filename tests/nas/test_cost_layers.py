@@ -1,4 +1,4 @@
-"""Exact single-layer counts, computed by hand from the formulas in nas/cost.py's docstring."""
+"""Exact single-layer counts, computed by hand from the formulas in nas/cost/counter.py's docstring."""
 
 from __future__ import annotations
 

@@ -20,11 +20,27 @@ torchvision = pytest.importorskip(
 REFERENCE = json.loads((Path(__file__).parents[2] / "tests" / "data" / "pycls_counts.json").read_text())
 
 ZOO = [
-    "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "regnet_y_400mf", "regnet_x_400mf",
-    "efficientnet_b0", "efficientnet_v2_s", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-    "mnasnet0_5", "convnext_tiny", "vgg11_bn", "densenet121", "shufflenet_v2_x1_0", "squeezenet1_1",
-    "googlenet", "inception_v3", "alexnet",
-]  # fmt: skip
+    "resnet18",
+    "resnet50",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "regnet_y_400mf",
+    "regnet_x_400mf",
+    "efficientnet_b0",
+    "efficientnet_v2_s",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "mnasnet0_5",
+    "convnext_tiny",
+    "vgg11_bn",
+    "densenet121",
+    "shufflenet_v2_x1_0",
+    "squeezenet1_1",
+    "googlenet",
+    "inception_v3",
+    "alexnet",
+]
 KWARGS = {
     "googlenet": dict(aux_logits=False, init_weights=False),
     "inception_v3": dict(aux_logits=False, init_weights=False),
@@ -61,10 +77,15 @@ def test_zoo_capture_shapes_and_macs(name):
 
 
 TORCHVISION_EQUIVALENTS = {
-    "resnet50": "R-50-1x64d", "resnet101": "R-101-1x64d", "resnet152": "R-152-1x64d",
-    "resnext50_32x4d": "X-50-32x4d", "efficientnet_b0": "EN-B0", "regnet_y_400mf": "RegNetY-400MF",
-    "regnet_x_1_6gf": "RegNetX-1.6GF", "regnet_y_16gf": "RegNetY-16GF",
-}  # fmt: skip
+    "resnet50": "R-50-1x64d",
+    "resnet101": "R-101-1x64d",
+    "resnet152": "R-152-1x64d",
+    "resnext50_32x4d": "X-50-32x4d",
+    "efficientnet_b0": "EN-B0",
+    "regnet_y_400mf": "RegNetY-400MF",
+    "regnet_x_1_6gf": "RegNetX-1.6GF",
+    "regnet_y_16gf": "RegNetY-16GF",
+}
 
 
 @pytest.mark.parametrize("name,config", TORCHVISION_EQUIVALENTS.items())

@@ -49,8 +49,10 @@ def test_every_operator_on_a_builtin_family(name, tmp_path):
     assert metadata["collapsed_operators"] == metadata["operator"]["rewritten"]
     assert metadata["torchscript"] == "script" and result.method == "script"
     assert metadata["folded_batchnorms"] == 10 and metadata["input_shape"] == [1, 16, 16]
-    assert not any(type(m).__name__ == "RecursiveScriptModule" and m.original_name == "BatchNorm2d"
-                   for m in exported.modules())  # fmt: skip
+    assert not any(
+        type(m).__name__ == "RecursiveScriptModule" and m.original_name == "BatchNorm2d"
+        for m in exported.modules()
+    )
     assert "operators" not in exported.code and "ConvOperator" not in exported.code
     # the same model, rebuilt the same way (seed 0), is what the file reproduces
     from nas.graph import rewrite_with_operator
@@ -68,9 +70,10 @@ def _eligible(module) -> dict[str, list[str]]:
     out = {}
     for node in conv_nodes(module):
         out[node.name] = [
-            name for name in operators.names()
+            name
+            for name in operators.names()
             if operators.get(name).eligibility(node.spec, **operators.get(name).example_params[0]) is None
-        ]  # fmt: skip
+        ]
     return out
 
 

@@ -109,7 +109,7 @@ def test_selection(trained_study):
     by_flops = min(trials, key=lambda t: (t.values[1], t.number))
     assert select_trial(trained_study, best="flops").number == by_flops.number
     assert select_trial(trained_study, trial=1).number == 1
-    from nas.report import pareto_numbers
+    from nas.search.report import pareto_numbers
 
     front = sorted(pareto_numbers(study), key=lambda n: (-study.trials[n].values[0], n))
     assert [select_trial(trained_study, pareto_rank=k + 1).number for k in range(len(front))] == front
@@ -159,20 +159,26 @@ def test_missing_weights(study_copy, tmp_path, capsys):
 )
 def test_trials_that_cannot_be_exported(study_copy, add_trial, tmp_path, capsys, state, attrs, expected):
     number = add_trial(study_copy, state, **attrs)
-    err = _fails(["export", "--study", str(study_copy), "--trial", str(number), "--out", str(tmp_path / "m.pt")],
-                 capsys)  # fmt: skip
+    err = _fails(
+        ["export", "--study", str(study_copy), "--trial", str(number), "--out", str(tmp_path / "m.pt")],
+        capsys,
+    )
     assert f"trial {number} of {study_copy} {expected}" in err
 
 
 def test_argument_errors(trained_study, tmp_path, capsys):
     out = str(tmp_path / "m.pt")
     assert "either a MODEL reference or --study" in _fails(["export", "--out", out], capsys)
-    assert "--op: only with a MODEL" in _fails(["export", "--study", str(trained_study), "--op", "weighted", "--out", out], capsys)  # fmt: skip
+    assert "--op: only with a MODEL" in _fails(
+        ["export", "--study", str(trained_study), "--op", "weighted", "--out", out], capsys
+    )
     assert "--trial: only with --study" in _fails(
         ["export", "compact:ConvOps-S", "--trial", "1", "--out", out], capsys
     )
     assert "not a study directory" in _fails(["export", "--study", str(tmp_path), "--out", out], capsys)
-    assert "give the TorchScript file's name" in _fails(["export", "--study", str(trained_study), "--out", str(tmp_path / "m.pt2")], capsys)  # fmt: skip
+    assert "give the TorchScript file's name" in _fails(
+        ["export", "--study", str(trained_study), "--out", str(tmp_path / "m.pt2")], capsys
+    )
 
 
 def test_validation_inputs_follow_a_scaled_input_shape():

@@ -30,8 +30,13 @@ def test_the_verification_environment_has_torch_but_not_the_project(tmp_path):
         "import importlib.util, json, sys; sys.path.extend(json.loads(sys.argv[1])); "
         "print(json.dumps([importlib.util.find_spec(n) is None for n in ('torch', 'nas', 'operators', 'search_spaces')]))"
     )
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, json.dumps(search_paths())], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, json.dumps(search_paths())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [False, True, True, True]
     # while this process imports them, from the repository or an install
@@ -91,8 +96,22 @@ def test_model_reference_with_weights_and_onnx(tmp_path, capsys):
     weights = tmp_path / "weights.pt"
     torch.save(module.state_dict(), weights)
     out = tmp_path / "w.pt"
-    args = ["export", "compact:ConvOps-S", "--op", "weighted:density=0.8", "--weights", str(weights), "--onnx",
-            "--out", str(out), "--json", "--min-run-time", "0.05", "--seed", "7"]  # fmt: skip
+    args = [
+        "export",
+        "compact:ConvOps-S",
+        "--op",
+        "weighted:density=0.8",
+        "--weights",
+        str(weights),
+        "--onnx",
+        "--out",
+        str(out),
+        "--json",
+        "--min-run-time",
+        "0.05",
+        "--seed",
+        "7",
+    ]
     assert main(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["passed"] and data["onnx"] == str(tmp_path / "w.onnx") and Path(data["onnx"]).is_file()

@@ -20,9 +20,17 @@ def ray_cluster() -> Iterator[RayCluster]:
     temp_dir = Path(tempfile.mkdtemp(prefix="nasray", dir="/tmp"))  # short: Ray's socket paths are limited
     cluster = RayCluster(free_port(), free_port(), token, cluster_env(token), temp_dir)
     try:
-        cluster.start_node("--head", "--port", str(cluster.gcs_port), "--dashboard-host", LOOPBACK,
-                           "--dashboard-port", str(cluster.dashboard_port),
-                           "--ray-client-server-port", str(free_port()))  # fmt: skip
+        cluster.start_node(
+            "--head",
+            "--port",
+            str(cluster.gcs_port),
+            "--dashboard-host",
+            LOOPBACK,
+            "--dashboard-port",
+            str(cluster.dashboard_port),
+            "--ray-client-server-port",
+            str(free_port()),
+        )
         cluster.wait_for(nodes=1)
         cluster.start_node("--address", cluster.gcs_address)
         cluster.wait_for(nodes=2)

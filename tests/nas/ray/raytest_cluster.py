@@ -121,8 +121,19 @@ class RayCluster:
         return sum(1 for n in nodes if n["state"] == "ALIVE")
 
     def start_node(self, *arguments: str, num_cpus: int = 1) -> None:
-        command = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--node-ip-address", LOOPBACK,
-                   "--num-cpus", str(num_cpus), "--temp-dir", str(self.temp_dir), "--disable-usage-stats", *arguments]  # fmt: skip
+        command = [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--block",
+            "--node-ip-address",
+            LOOPBACK,
+            "--num-cpus",
+            str(num_cpus),
+            "--temp-dir",
+            str(self.temp_dir),
+            "--disable-usage-stats",
+            *arguments,
+        ]
         log = open(self.temp_dir / f"node{len(self.nodes)}.log", "w")
         self.logs_open.append(log)
         self.nodes.append(subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT))
@@ -172,8 +183,12 @@ def cluster_env(token: str) -> dict[str, str]:
     """What the cluster and its clients run with: token auth, this interpreter's tools first on PATH, this
     checkout importable (the job's ``python -m nas`` and the trials use the code under test)."""
     env = dict(os.environ)
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))  # fmt: skip
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
+        RAY_USAGE_STATS_ENABLED="0",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+    )
     env.pop("RAY_ADDRESS", None)
     return env

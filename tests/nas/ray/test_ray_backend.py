@@ -16,10 +16,10 @@ import pytest
 import ray
 from raytest_cluster import REPO, mentioning
 
-from nas.report import study_report
 from nas.search.local import run_local
 from nas.search.progress import SearchProgress
 from nas.search.ray_backend import run_ray
+from nas.search.report import study_report
 from nas.search.study import load_existing_study
 from nas.space import load_space
 
@@ -102,8 +102,12 @@ def test_infeasible_candidates_are_never_trained(local_ray, tiny_space, tmp_path
 
 
 def test_single_objective_runs_asha_and_records_every_epoch(local_ray, tiny_space, tmp_path):
-    _, study = search(run_ray, tiny_space(), tmp_path / "study",
-                      ["objectives=[loss]", "search.pruner=median", "train.epochs=4", "search.trials=4"])  # fmt: skip
+    _, study = search(
+        run_ray,
+        tiny_space(),
+        tmp_path / "study",
+        ["objectives=[loss]", "search.pruner=median", "train.epochs=4", "search.trials=4"],
+    )
     trials = study.get_trials()
     assert len(trials) == 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     for trial in trials:
@@ -130,8 +134,21 @@ def test_without_address_the_command_starts_and_stops_its_own_instance(tiny_spac
         os.environ, RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO)
     )
     env.pop("RAY_AUTH_MODE", None)
-    command = [sys.executable, "-m", "nas", "search", "--space", str(tiny_space()), "--study-dir", str(study_dir),
-               "--backend", "ray", "--trials", "1", "--no-plots"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nas",
+        "search",
+        "--space",
+        str(tiny_space()),
+        "--study-dir",
+        str(study_dir),
+        "--backend",
+        "ray",
+        "--trials",
+        "1",
+        "--no-plots",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = process.communicate(timeout=300)

@@ -65,9 +65,23 @@ def test_the_token_comes_from_the_flag_then_the_environment_then_the_file(tmp_pa
 
 
 def test_the_job_runs_the_ray_backend_on_the_cluster_with_the_same_overrides(tmp_path):
-    args = build_parser().parse_args(["submit", "--address", "http://h:8265", "--space", "x.yaml", "--set",
-                                      "train.epochs=1", "--trials", "5", "--storage", "postgresql://db/nas",
-                                      "--token", "secret-token-123"])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "submit",
+            "--address",
+            "http://h:8265",
+            "--space",
+            "x.yaml",
+            "--set",
+            "train.epochs=1",
+            "--trials",
+            "5",
+            "--storage",
+            "postgresql://db/nas",
+            "--token",
+            "secret-token-123",
+        ]
+    )
     study_dir = tmp_path / "study dir"
     command = shlex.split(job_entrypoint(args, "spaces/x.yaml", study_dir))
     assert command[:4] == ["python", "-m", "nas", "search"]
@@ -111,7 +125,21 @@ def test_the_space_must_ship_with_the_job(space_file, tmp_path, capsys):
 def test_search_on_an_unreachable_cluster_exits_2_at_once(space_file, tmp_path, capsys):
     address = f"127.0.0.1:{closed_port()}"
     study_dir = tmp_path / "study"
-    assert main(["search", "--space", str(space_file), "--study-dir", str(study_dir), "--backend", "ray",
-                 "--address", address]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "search",
+                "--space",
+                str(space_file),
+                "--study-dir",
+                str(study_dir),
+                "--backend",
+                "ray",
+                "--address",
+                address,
+            ]
+        )
+        == 2
+    )
     assert f"cannot reach the Ray cluster at {address}: Connection refused" in capsys.readouterr().err
     assert not study_dir.exists()  # nothing written for a search that could not start

@@ -23,8 +23,20 @@ pytestmark = [
 
 
 def submit(cluster, space: Path, study_dir: Path, *extra: str) -> list[str]:
-    return ["--debug", "submit", "--address", cluster.dashboard, "--space", str(space), "--working-dir", str(space.parent),
-            "--study-dir", str(study_dir), "--no-plots", *extra]  # fmt: skip
+    return [
+        "--debug",
+        "submit",
+        "--address",
+        cluster.dashboard,
+        "--space",
+        str(space),
+        "--working-dir",
+        str(space.parent),
+        "--study-dir",
+        str(study_dir),
+        "--no-plots",
+        *extra,
+    ]
 
 
 def trials(study_dir: Path) -> list:
@@ -59,8 +71,11 @@ def test_submit_runs_across_both_nodes_and_report_reads_it(
     ray_cluster, client_token, slow_space, tmp_path, capsys
 ):
     space, study_dir = slow_space(), tmp_path / "study"
-    code = main(submit(ray_cluster, space, study_dir, "--set", "search.parallel=2", "--set", "train.epochs=2",
-                       "--wait"))  # fmt: skip
+    code = main(
+        submit(
+            ray_cluster, space, study_dir, "--set", "search.parallel=2", "--set", "train.epochs=2", "--wait"
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 0, out[-3000:] + err[-3000:]
     assert client_token not in out + err
@@ -83,8 +98,9 @@ def test_submit_runs_across_both_nodes_and_report_reads_it(
     assert f"{job_id}: SUCCEEDED" in capsys.readouterr().out
 
 
-def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(ray_cluster, client_token, slow_space, tmp_path,
-                                                                   capsys):  # fmt: skip
+def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(
+    ray_cluster, client_token, slow_space, tmp_path, capsys
+):
     space, study_dir = slow_space(), tmp_path / "study"
     assert main(submit(ray_cluster, space, study_dir, "--set", "search.parallel=2")) == 0
     job_id = capsys.readouterr().out.splitlines()[0]

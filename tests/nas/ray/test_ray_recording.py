@@ -37,13 +37,24 @@ def tiny_training(epochs: int = 4):
     torch.manual_seed(0)
     inputs, targets = torch.randn(96, 1, 8, 8), torch.randint(0, 3, (96,))
     data = DeviceData(inputs, targets)
-    plan = TrainPlan(TrainSection(epochs=epochs, batch_size=16, lr=0.01), "classification", torch.device("cpu"),
-                     amp=False, channels_last=False, seed=0)  # fmt: skip
+    plan = TrainPlan(
+        TrainSection(epochs=epochs, batch_size=16, lr=0.01),
+        "classification",
+        torch.device("cpu"),
+        amp=False,
+        channels_last=False,
+        seed=0,
+    )
 
     def model() -> torch.nn.Module:
         torch.manual_seed(1)
-        return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                                   torch.nn.Dropout(0.2), torch.nn.Linear(256, 3))  # fmt: skip
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Flatten(),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(256, 3),
+        )
 
     return data, plan, model
 
@@ -97,8 +108,10 @@ def test_no_checkpoint_is_kept_for_the_last_epoch():
 # -- the recorder -------------------------------------------------------------------------------------------
 @pytest.fixture
 def run(tmp_path):
-    space = load_space(str(_space_file(tmp_path)), ["objectives=[accuracy, {flops: minimize}]",
-                                                     "constraints={flops: {max: 1000000}}"])  # fmt: skip
+    space = load_space(
+        str(_space_file(tmp_path)),
+        ["objectives=[accuracy, {flops: minimize}]", "constraints={flops: {max: 1000000}}"],
+    )
     study = optuna.create_study(directions=space.directions, study_name=space.name)
     record = RayRun(space, tmp_path, study)
     key = register(record)
@@ -119,21 +132,32 @@ def tune_trial(record: RayRun, trial_id: str, last_result: dict | None = None) -
     candidate = {"scale": 1.0, "operators": {}}
     asked.set_user_attr("candidate", candidate)
     config = {NAS_KEY: {"number": asked.number, "trial_id": asked._trial_id, "candidate": candidate}}
-    return SimpleNamespace(trial_id=trial_id, config=config, last_result=last_result or {}, num_failures=0,
-                           get_pickled_error=lambda: RuntimeError("The actor died unexpectedly"))  # fmt: skip
+    return SimpleNamespace(
+        trial_id=trial_id,
+        config=config,
+        last_result=last_result or {},
+        num_failures=0,
+        get_pickled_error=lambda: RuntimeError("The actor died unexpectedly"),
+    )
 
 
 def outcome(values, state="complete", constraints=(0.0,)) -> dict:
     import json
 
-    record = {"state": state, "values": list(values), "constraints": list(constraints),
-              "metrics": {"accuracy": values[0], "flops": values[1]}}  # fmt: skip
+    record = {
+        "state": state,
+        "values": list(values),
+        "constraints": list(constraints),
+        "metrics": {"accuracy": values[0], "flops": values[1]},
+    }
     return {RECORD_KEY: json.dumps(record), "epoch": 2, "accuracy": values[0]}
 
 
 def finished(record: RayRun) -> list:
-    return [(t.state.name, t.values, t.user_attrs.get("error"), t.user_attrs.get("interrupted"))
-            for t in record.study.get_trials()]  # fmt: skip
+    return [
+        (t.state.name, t.values, t.user_attrs.get("error"), t.user_attrs.get("interrupted"))
+        for t in record.study.get_trials()
+    ]
 
 
 def test_outcomes_become_finished_optuna_trials(run):
@@ -174,8 +198,15 @@ def test_pipeline_errors_stops_and_dead_workers_end_failed(run):
 
 def test_asha_stops_become_pruned_trials(run):
     key, record = run
-    asha = PruningASHA(key, time_attr="training_iteration", metric="accuracy", mode="max", max_t=4, grace_period=1,
-                       reduction_factor=2)  # fmt: skip
+    asha = PruningASHA(
+        key,
+        time_attr="training_iteration",
+        metric="accuracy",
+        mode="max",
+        max_t=4,
+        grace_period=1,
+        reduction_factor=2,
+    )
     good, bad = tune_trial(record, "good"), tune_trial(record, "bad")
     for trial in (good, bad):
         asha.on_trial_add(None, trial)
@@ -203,6 +234,6 @@ def test_the_searcher_survives_tunes_pickling(run):
     restored = pickle.loads(pickle.dumps(searcher))  # tuner.pkl; the study and storage are not in it
     assert restored._ot_study is None
     assert restored.suggest("second")[NAS_KEY]["number"] == 1
-    assert searcher.metric == ["accuracy", "flops"] and searcher.mode == ["max", "min"]  # fmt: skip
+    assert searcher.metric == ["accuracy", "flops"] and searcher.mode == ["max", "min"]
     record.deadline = time.time() - 1  # search.timeout has passed: no new trials, the running ones finish
     assert searcher.suggest("third") == Searcher.FINISHED and len(record.study.trials) == 2

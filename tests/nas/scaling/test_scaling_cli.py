@@ -39,8 +39,12 @@ def test_check_and_out_round_trip(capsys, tmp_path):
     data = run_json(capsys, *argv, "--check", "--out", str(path))
     assert data["output_shape"] == [1, 5] and data["method"] == "graph" and data["out"] == str(path)
     document = read_scaled(path)
-    assert document["base"] == {"model": "torchvision.models:resnet18", "args": {"num_classes": 5},
-                                "input": [3, 32, 32], "leaf": []}  # fmt: skip
+    assert document["base"] == {
+        "model": "torchvision.models:resnet18",
+        "args": {"num_classes": 5},
+        "input": [3, 32, 32],
+        "leaf": [],
+    }
     assert document["result"]["architecture"]["widths"] == data["widths"]
     built = load_scaled(path)
     assert list(built.input_shape) == data["input_shape"]

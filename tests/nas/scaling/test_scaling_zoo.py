@@ -16,9 +16,14 @@ from nas.scaling import scale_model
 torchvision = pytest.importorskip("torchvision")
 
 ZOO = [
-    "resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "densenet121",
-    "shufflenet_v2_x1_0", "regnet_y_400mf",
-]  # fmt: skip
+    "resnet50",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "convnext_tiny",
+    "densenet121",
+    "shufflenet_v2_x1_0",
+    "regnet_y_400mf",
+]
 
 
 @functools.cache
@@ -40,8 +45,10 @@ def test_realized_costs_follow_the_factor(name, factor):
     assert abs(flops / factor - 1) < 0.15, (flops, scaled.notes)
     assert factor**0.45 < acts < factor**0.75 and acts < flops, acts  # dWr: acts grow about s^(1 - 0.8/2)
     assert costs["after"] == {
-        key: value for key, value in count(capture(scaled.module, scaled.input_shape)).totals().items() if key in costs["after"]
-    }  # fmt: skip
+        key: value
+        for key, value in count(capture(scaled.module, scaled.input_shape)).totals().items()
+        if key in costs["after"]
+    }
     assert scaled.input_shape[1] == 224 * {2: 232, 4: 240}[factor] // 224  # 224 * s^0.05 to a multiple of 4
 
 

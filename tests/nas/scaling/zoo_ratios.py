@@ -17,11 +17,27 @@ import torchvision
 from nas.scaling import scale_model
 
 ZOO = [
-    "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v2", "mobilenet_v3_large",
-    "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_s", "convnext_tiny", "densenet121",
-    "shufflenet_v2_x1_0", "regnet_y_400mf", "regnet_x_400mf", "mnasnet0_5", "vgg11_bn", "squeezenet1_1",
-    "googlenet", "inception_v3", "alexnet",
-]  # fmt: skip
+    "resnet18",
+    "resnet50",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "efficientnet_v2_s",
+    "convnext_tiny",
+    "densenet121",
+    "shufflenet_v2_x1_0",
+    "regnet_y_400mf",
+    "regnet_x_400mf",
+    "mnasnet0_5",
+    "vgg11_bn",
+    "squeezenet1_1",
+    "googlenet",
+    "inception_v3",
+    "alexnet",
+]
 KWARGS = {
     "googlenet": dict(aux_logits=False, init_weights=False),
     "inception_v3": dict(aux_logits=False, init_weights=False),
@@ -49,8 +65,10 @@ def main() -> None:
             scaled = scale_model(model, factor, "dWr", (3, size, size), match_flops=not args.no_match_flops)
             ratios = scaled.costs()["ratios"]
             exponent = math.log(ratios["acts"]) / math.log(factor)
-            print(f"{name:20s} {factor:2d} {ratios['flops']:7.3f} {ratios['acts']:6.3f} {exponent:8.2f}  "
-                  f"{list(scaled.before.depths)} -> {list(scaled.after.depths)}")  # fmt: skip
+            print(
+                f"{name:20s} {factor:2d} {ratios['flops']:7.3f} {ratios['acts']:6.3f} {exponent:8.2f}  "
+                f"{list(scaled.before.depths)} -> {list(scaled.after.depths)}"
+            )
             for note in scaled.notes:
                 print(f"{'':24s}{note}")
 

@@ -18,8 +18,21 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 def start(space: str, study_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nas", "search", "--space", space, "--study-dir", str(study_dir),
-               "--trials", "2", "--set", "train.epochs=15", "--no-plots"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nas",
+        "search",
+        "--space",
+        space,
+        "--study-dir",
+        str(study_dir),
+        "--trials",
+        "2",
+        "--set",
+        "train.epochs=15",
+        "--no-plots",
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from nas.cli import main
-from nas.report import study_report
 from nas.search.local import run_local
 from nas.search.progress import SearchProgress
+from nas.search.report import study_report
 from nas.search.study import load_existing_study
 from nas.space import load_space
 
@@ -85,8 +85,11 @@ def test_infeasible_candidates_are_never_trained(tiny_space, tmp_path):
 
 
 def test_single_objective_with_pruner(tiny_space, tmp_path):
-    _, study = search(tiny_space(), tmp_path / "study",
-                      ["objectives=[accuracy]", "search.pruner=median", "train.epochs=2", "search.trials=4"])  # fmt: skip
+    _, study = search(
+        tiny_space(),
+        tmp_path / "study",
+        ["objectives=[accuracy]", "search.pruner=median", "train.epochs=2", "search.trials=4"],
+    )
     assert len(study.get_trials()) == 4
     assert all(t.intermediate_values for t in study.get_trials() if t.state.name == "COMPLETE")
 

@@ -122,6 +122,9 @@ def test_validate_cli_exit_codes(tmp_path):
         [sys.executable, "-m", "nas", "validate", write(tmp_path, MINIMAL)], capture_output=True, text=True
     )
     assert good.returncode == 0 and "OK" in good.stdout and "stage1" in good.stdout
-    bad = subprocess.run([sys.executable, "-m", "nas", "validate", write(tmp_path, MINIMAL.replace("epochs: 1", "epochs: x"))],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "nas", "validate", write(tmp_path, MINIMAL.replace("epochs: 1", "epochs: x"))],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "train.epochs" in bad.stderr

@@ -5,7 +5,6 @@ This is what ``nas inspect`` shows; the CLI only formats the result.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +14,8 @@ import torch.fx as fx
 from torch import nn
 
 from .cost import CostReport, count
-from .deploy import collapse_operators
-from .errors import NasError
 from .graph import RewriteResult, capture, conv_nodes, rewrite_with_operator
+from .graph.collapse import collapse_operators
 from .latency import Latency, LatencySettings, measure_latency
 from .models import DEFAULT_INPUT_SHAPE, BuiltModel, build_model
 
@@ -39,11 +37,20 @@ class Analysis:
         for conv in conv_nodes(self.module):
             cost = by_name.get(conv.name)
             spec = conv.spec
-            convs.append(dict(
-                name=conv.name, type=conv.module_type, in_channels=spec.in_channels, out_channels=spec.out_channels,
-                kernel_size=list(spec.kernel_size), stride=list(spec.stride), groups=spec.groups,
-                output_shape=list(conv.output_shape), flops=cost.flops if cost else 0, acts=cost.acts if cost else 0,
-            ))  # fmt: skip
+            convs.append(
+                dict(
+                    name=conv.name,
+                    type=conv.module_type,
+                    in_channels=spec.in_channels,
+                    out_channels=spec.out_channels,
+                    kernel_size=list(spec.kernel_size),
+                    stride=list(spec.stride),
+                    groups=spec.groups,
+                    output_shape=list(conv.output_shape),
+                    flops=cost.flops if cost else 0,
+                    acts=cost.acts if cost else 0,
+                )
+            )
         out: dict[str, Any] = dict(
             model=self.model.reference,
             input_shape=list(self.input_shape),
@@ -63,23 +70,6 @@ class Analysis:
             out.update(self.latency.as_dict())
         out.update(self.extra)
         return out
-
-
-def resolve_leaf_types(names: Sequence[str]) -> list[type[nn.Module]]:
-    """``["torchvision.ops.misc.Permute"]`` -> the classes; a bad name is a clear error."""
-    types = []
-    for name in names:
-        module_name, _, attribute = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError, ValueError):
-            raise NasError(
-                f"--leaf {name!r}: cannot import that class (expected package.module.ClassName)"
-            ) from None
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise NasError(f"--leaf {name!r} is not a torch.nn.Module subclass")
-        types.append(cls)
-    return types
 
 
 def check_collapse(module: nn.Module, input_shape: Sequence[int], seed: int = 0) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .deploy import collapse_operators
+from ..graph.collapse import collapse_operators
 
 MULTIPLY_ADD_OPS = ("conv", "linear", "matmul", "bmm", "einsum", "addmm", "mm")
 

@@ -14,10 +14,22 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .space.schema import Space
+from ..space.schema import Space
 
-METRIC_KEYS = ("accuracy", "psnr", "ssim", "loss", "flops", "macs", "params", "training_params", "acts", "latency_ms",
-               "train_seconds", "rewritten")  # fmt: skip
+METRIC_KEYS = (
+    "accuracy",
+    "psnr",
+    "ssim",
+    "loss",
+    "flops",
+    "macs",
+    "params",
+    "training_params",
+    "acts",
+    "latency_ms",
+    "train_seconds",
+    "rewritten",
+)
 
 
 def state_name(trial: optuna.trial.FrozenTrial) -> str:
@@ -30,8 +42,11 @@ def state_name(trial: optuna.trial.FrozenTrial) -> str:
 
 def pareto_numbers(study: optuna.Study) -> list[int]:
     """Feasible, trained trials on the Pareto front (the best trial for a single objective)."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if not t.user_attrs.get("infeasible") and all(c <= 0 for c in t.user_attrs.get("constraints", []))]  # fmt: skip
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not t.user_attrs.get("infeasible") and all(c <= 0 for c in t.user_attrs.get("constraints", []))
+    ]
     if not complete:
         return []
     directions = study.directions
@@ -91,8 +106,11 @@ def operator_mix(candidate: dict[str, Any] | None) -> str:
 def _plots(vis: Any, space: Space, study: optuna.Study) -> dict[str, Any]:
     """Figures by name from ``optuna.visualization`` or its ``matplotlib`` twin (those the study has trials for)."""
     names = [o.metric for o in space.objectives]
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if not t.user_attrs.get("infeasible")]  # fmt: skip
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not t.user_attrs.get("infeasible")
+    ]
     figures: dict[str, Any] = {}
     if not complete:
         return figures

@@ -27,7 +27,7 @@ from torch import nn
 
 from operators import ConvOperator, ConvSpec
 
-from .graph.shapes import (
+from ..graph.shapes import (
     BROADCAST_FUNCTIONS,
     BROADCAST_METHODS,
     UNARY_FUNCTIONS,
@@ -35,7 +35,7 @@ from .graph.shapes import (
     module_rule,
     qualified_name,
 )
-from .graph.view import node_keys
+from ..graph.view import node_keys
 
 
 @dataclass(frozen=True)
@@ -200,16 +200,65 @@ METHOD_COSTS: dict[str, Callable[[fx.Node], tuple[int, int, int]]] = {"matmul": 
 
 # Known to cost nothing under the convention (shape bookkeeping, elementwise math, reductions, indexing).
 FREE_FUNCTIONS: set[Any] = {
-    *UNARY_FUNCTIONS, *BROADCAST_FUNCTIONS, torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape,
-    torch.transpose, torch.permute, torch.chunk, torch.split, torch.squeeze, torch.unsqueeze, torch.mean, torch.sum,
-    operator.getitem, getattr, operator.floordiv, operator.mod, torch.narrow, F.pad, F.interpolate,
-    operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge, operator.not_, torch._assert,
-}  # fmt: skip
+    *UNARY_FUNCTIONS,
+    *BROADCAST_FUNCTIONS,
+    torch.cat,
+    torch.concat,
+    torch.stack,
+    torch.flatten,
+    torch.reshape,
+    torch.transpose,
+    torch.permute,
+    torch.chunk,
+    torch.split,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.mean,
+    torch.sum,
+    operator.getitem,
+    getattr,
+    operator.floordiv,
+    operator.mod,
+    torch.narrow,
+    F.pad,
+    F.interpolate,
+    operator.eq,
+    operator.ne,
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+    operator.not_,
+    torch._assert,
+}
 FREE_METHODS: set[str] = {
-    *UNARY_METHODS, *BROADCAST_METHODS, "view", "reshape", "flatten", "permute", "transpose", "contiguous", "size",
-    "dim", "chunk", "split", "squeeze", "unsqueeze", "mean", "sum", "expand", "expand_as", "view_as", "to", "float",
-    "type_as", "unbind", "narrow", "repeat", "__getitem__",
-}  # fmt: skip
+    *UNARY_METHODS,
+    *BROADCAST_METHODS,
+    "view",
+    "reshape",
+    "flatten",
+    "permute",
+    "transpose",
+    "contiguous",
+    "size",
+    "dim",
+    "chunk",
+    "split",
+    "squeeze",
+    "unsqueeze",
+    "mean",
+    "sum",
+    "expand",
+    "expand_as",
+    "view_as",
+    "to",
+    "float",
+    "type_as",
+    "unbind",
+    "narrow",
+    "repeat",
+    "__getitem__",
+}
 
 
 def register_function_cost(
