@@ -56,6 +56,8 @@ def convert(hint: Any, value: Any, path: str) -> Any:
                 return convert(option, value, path)
             except SchemaError as error:
                 errors.append(error)
+        if len(errors) == 1:  # ``X | None``: X's own complaint names the key and the problem
+            raise errors[0]
         raise SchemaError(path, f"expected {_type_name(hint)}, got {value!r}")
     if origin is Literal:
         if value in typing.get_args(hint):

@@ -175,6 +175,23 @@ class Constraint:
 
 
 @dataclass(frozen=True)
+class EarlyStoppingSection:
+    """Asynchronous multi-objective successive halving (MO-ASHA, Schmucker et al. 2021): rungs at
+    ``min_epochs * reduction_factor**k`` epochs; at a rung a trial goes on only if it ranks in the top
+    ``1 / reduction_factor`` of the trials that reached it (non-dominated sorting on the quality at the rung and
+    the exact costs)."""
+
+    min_epochs: int = 1
+    reduction_factor: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_epochs < 1:
+            raise SchemaError("min_epochs", f"must be >= 1, got {self.min_epochs}")
+        if self.reduction_factor < 2:
+            raise SchemaError("reduction_factor", f"must be >= 2, got {self.reduction_factor}")
+
+
+@dataclass(frozen=True)
 class SearchSection:
     sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     trials: int = 20
@@ -184,6 +201,8 @@ class SearchSection:
     pruner: Literal["none", "median", "hyperband"] = "none"  # single-objective studies only
     max_retries: int = 1  # retries of a trial interrupted by a crash
     startup_trials: int = 6  # random trials before the model-based sampler takes over
+    early_stopping: EarlyStoppingSection | None = None  # MO-ASHA; null: every trial trains to the end
+    baselines: bool = True  # enqueue the all-conv candidate at every scale factor first (the study's control)
 
     def __post_init__(self) -> None:
         if self.trials < 1 or self.parallel < 1 or self.max_retries < 0:
