@@ -125,7 +125,11 @@ class TrialLog:
             self.echo(message)
 
 
-EpochReporter = Callable[[int, dict[str, float]], None]
+EpochReporter = Callable[[int, dict[str, float]], None]  # (epoch, the costs and that epoch's metrics)
+
+
+class StopTraining(Exception):
+    """Raised by an ``on_epoch`` reporter to end a trial early on purpose (early stopping): logged as stopped."""
 
 
 def _violations(space: Space, metrics: dict[str, Any], known_only: bool) -> list[float]:
@@ -171,7 +175,8 @@ def run_trial(
     try:
         return _run(context, candidate, trial_dir, on_epoch, log, checkpoint)
     except BaseException as error:
-        log(f"failed: {type(error).__name__}: {error}")
+        stopped = isinstance(error, StopTraining)
+        log(f"stopped: {error}" if stopped else f"failed: {type(error).__name__}: {error}")
         raise
 
 
@@ -221,11 +226,13 @@ def _run(
         _save(trial_dir, metrics, None)
         return TrialOutcome("infeasible", metrics, values, violations)
 
+    known = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}  # costs: exact before training
+
     def report(epoch: int, epoch_metrics: dict[str, float]) -> None:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in epoch_metrics.items())
         log(f"epoch {epoch}/{space.train.epochs}: {shown}")
         if on_epoch is not None:
-            on_epoch(epoch, epoch_metrics)
+            on_epoch(epoch, {**known, **epoch_metrics})
 
     train_data, val_data = context.data_for(tuple(built.input_shape))
     logged = _LoggedCheckpoint(checkpoint, log) if checkpoint is not None else None

@@ -28,6 +28,7 @@ METRICS: dict[str, str] = {
     "latency_ms": "minimize",
 }
 COST_METRICS = frozenset({"flops", "macs", "params", "training_params", "acts"})
+TRAINED_METRICS = frozenset({"accuracy", "psnr", "ssim", "loss"})  # measured after every epoch of training
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,23 @@ class Space:
             raise SchemaError("objectives", "at least one objective is required")
         if self.search.pruner != "none" and len(self.objectives) > 1:
             raise SchemaError("search.pruner", "pruning needs a single-objective study (Optuna's pruners)")
+        if self.search.early_stopping is not None:
+            self._check_early_stopping()
+
+    def _check_early_stopping(self) -> None:
+        """MO-ASHA (any number of objectives; with one it is ASHA) replaces Optuna's pruners, never joins them,
+        and ranks trials by what training measures: a space of cost objectives only has nothing to stop on."""
+        if self.search.pruner != "none":
+            raise SchemaError(
+                "search.early_stopping",
+                f"choose one of search.pruner ({self.search.pruner}) and search.early_stopping",
+            )
+        if not any(o.metric in TRAINED_METRICS for o in self.objectives):
+            raise SchemaError(
+                "search.early_stopping",
+                f"needs an objective that training measures ({', '.join(sorted(TRAINED_METRICS))}); "
+                "costs are known before training",
+            )
 
     @property
     def directions(self) -> list[str]:
