@@ -111,12 +111,15 @@ def _extra_loss(operators_: list[ConvOperator]) -> torch.Tensor | None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DeviceData, plan: TrainPlan) -> dict[str, float]:
-    """Validation metrics: accuracy and loss (classification), psnr, ssim and loss (denoising)."""
+    """Validation metrics: accuracy and loss (classification), psnr, ssim and loss (denoising), ``val_size``
+    (the number of validation samples) and, for denoising, ``psnr_se`` and ``ssim_se`` (standard errors of the
+    means over the validation images): what the report's uncertainties are computed from."""
     from .data.metrics import psnr, ssim
 
     model.eval()
     batch = plan.settings.eval_batch_size
-    loss_sum, correct, psnr_sum, ssim_sum = 0.0, 0, 0.0, 0.0
+    loss_sum, correct = 0.0, 0
+    per_image: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": []}  # (n,) per batch, denoising only
     for start in range(0, len(data), batch):
         x, y = data.inputs[start : start + batch], data.targets[start : start + batch]
         if plan.channels_last:
@@ -128,15 +131,24 @@ def evaluate(model: nn.Module, data: DeviceData, plan: TrainPlan) -> dict[str, f
             correct += int((out.argmax(1) == y).sum())
         else:
             restored = out.float().clamp(0, 1)
-            psnr_sum += float(psnr(restored, y.float()).sum())
-            ssim_sum += float(ssim(restored, y.float()).sum())
+            per_image["psnr"].append(psnr(restored, y.float()).double())
+            per_image["ssim"].append(ssim(restored, y.float()).double())
     count = max(1, len(data))
-    metrics = {"loss": loss_sum / count}
+    metrics = {"loss": loss_sum / count, "val_size": float(len(data))}
     if plan.task == "classification":
         metrics["accuracy"] = correct / count
     else:
-        metrics.update(psnr=psnr_sum / count, ssim=ssim_sum / count)
+        for name, values in per_image.items():
+            mean, standard_error = _mean_and_standard_error(torch.cat(values))
+            metrics[name], metrics[f"{name}_se"] = mean, standard_error
     return metrics
+
+
+def _mean_and_standard_error(values: torch.Tensor) -> tuple[float, float]:
+    """Mean of per-image values and its standard error, ``std / sqrt(n)`` (0 for fewer than two)."""
+    if values.numel() < 2:
+        return float(values.mean()) if values.numel() else 0.0, 0.0
+    return float(values.mean()), float(values.std() / math.sqrt(values.numel()))
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:

@@ -80,6 +80,8 @@ def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
         note = trial.get("error", "")
         if trial["number"] in pareto:
             note = "Pareto front" if len(data["objectives"]) > 1 else "best"
+        if trial.get("baseline"):
+            note = f"baseline{', ' + note if note else ''}"
         table.add_row(
             str(trial["number"]),
             trial["state"],
@@ -91,5 +93,38 @@ def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
         )
     console.print(table)
     console.print(f"Pareto front: trials {data['pareto']}" if data["pareto"] else "no completed trial yet")
+    for line in baseline_lines(data.get("baselines") or {}):
+        console.print(line, highlight=False)
     for path in plots or []:
         console.print(f"wrote {path}")
+
+
+def baseline_lines(section: dict[str, Any]) -> list[str]:
+    """The answer to "did the search beat plain convs?": one line per Pareto model against its baseline."""
+    if not section.get("enabled", True):
+        return ["baselines: off (search.baselines: false), so nothing says whether the operators help"]
+    if section.get("note"):
+        return [f"baselines: {section['note']}"]
+    metric, cost = section["metric"], section.get("cost") or "cost"
+    lines = [
+        f"Pareto models against plain convs of equal or higher {cost} ({metric}, 95% interval of the difference):"
+    ]
+    scale = 100.0 if metric == "accuracy" else 1.0
+    unit = " points" if metric == "accuracy" else (" dB" if metric == "psnr" else "")
+    for entry in section["comparisons"]:
+        if entry["verdict"] == "baseline":
+            lines.append(f"  trial {entry['trial']}: a baseline itself")
+            continue
+        head = (
+            f"  trial {entry['trial']} ({_value(entry[metric])}, {cost} {human(entry['cost'])}) vs baseline "
+            f"{entry['baseline']} ({_value(entry['baseline_' + metric])}, {cost} {human(entry['baseline_cost'])})"
+        )
+        if entry.get("difference") is None:
+            lines.append(f"{head}: {entry['verdict']}")
+            continue
+        low, high = (scale * v for v in entry["interval"])
+        matched = "" if entry["matched"] == "equal or higher cost" else f" ({entry['matched']})"
+        lines.append(
+            f"{head}: {scale * entry['difference']:+.2f}{unit} [{low:+.2f}, {high:+.2f}] -> {entry['verdict']}{matched}"
+        )
+    return lines

@@ -46,6 +46,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ..errors import NasError
 from ..space.schema import Space
+from .baselines import describe_enqueued, enqueue_baselines
 from .progress import SearchProgress
 from .ray_context import RECORD_KEY, RayRun, lookup, optuna_number, register, unregister
 from .sampling import SearchPlan, make_sampler
@@ -73,6 +74,7 @@ def run_ray(
     study = open_study(space, open_storage(space, study_dir, storage_url), make_sampler(space))
     info = _data_info(space)
     plan = SearchPlan.from_space(space, info.input_shape)
+    baselines = enqueue_baselines(study, space, plan)
     # Inside a Ray Job, Ray 2.60 deletes and unpacks the job's working_dir again whenever a new runtime env that
     # uses it is set up on the node (the driver's connection, the trials' actors): a process working in it is
     # left in a deleted directory. The driver has read its files; it waits in the study directory, and the
@@ -93,6 +95,8 @@ def run_ray(
                 f"{plan.size_summary()}; {info.train_size} training / {info.val_size} validation "
                 f"samples; on {where}, {per_trial} per trial, up to {space.search.parallel} at once",
             )
+            if baselines:
+                progress.line(describe_enqueued(baselines))
             _search(key, plan, root)
     finally:
         progress.stop()

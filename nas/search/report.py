@@ -2,7 +2,9 @@
 
 JSON: ``study``, ``directions``, ``objectives``, ``trials`` (``number``, ``state``, ``values``, ``params``,
 ``candidate``, ``metrics`` with ``flops``, ``params``, ``acts``, ``latency_ms`` where measured, ``accuracy`` or
-``psnr``, and ``error`` for failed trials) and ``pareto`` (trial numbers).
+``psnr``, and ``error`` for failed trials; ``baseline`` on the plain control trials), ``pareto`` (trial numbers)
+and ``baselines`` (each Pareto model against the plain model of equal or higher cost, with the quality
+difference's 95% interval and verdict; see ``baselines.compare_with_baselines``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import optuna
 from optuna.trial import TrialState
 
 from ..space.schema import Space
+from .baselines import compare_with_baselines
+from .front_plot import front_figure, front_png
 
 METRIC_KEYS = (
     "accuracy",
@@ -29,6 +33,9 @@ METRIC_KEYS = (
     "latency_ms",
     "train_seconds",
     "rewritten",
+    "val_size",
+    "psnr_se",
+    "ssim_se",
 )
 
 
@@ -78,6 +85,8 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     }
     if trial.user_attrs.get("error"):
         record["error"] = trial.user_attrs["error"]
+    if trial.user_attrs.get("baseline"):
+        record["baseline"] = True
     if trial.user_attrs.get("retry_of") is not None:
         record["retry_of"] = trial.user_attrs["retry_of"]
     if trial.user_attrs.get("constraints"):
@@ -86,12 +95,14 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def study_report(space: Space, study: optuna.Study) -> dict[str, Any]:
+    pareto = pareto_numbers(study)
     return {
         "study": space.name,
         "directions": [d.name.lower() for d in study.directions],
         "objectives": [o.metric for o in space.objectives],
         "trials": [trial_record(t) for t in study.get_trials(deepcopy=False)],
-        "pareto": pareto_numbers(study),
+        "pareto": pareto,
+        "baselines": compare_with_baselines(space, study, pareto),
     }
 
 
@@ -114,7 +125,7 @@ def _plots(vis: Any, space: Space, study: optuna.Study) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     if not complete:
         return figures
-    if len(names) in (2, 3):
+    if len(names) == 3:  # two objectives: front_plot draws the front with the baselines
         figures["pareto_front"] = vis.plot_pareto_front(study, target_names=names)
     first = (lambda t: t.values[0]) if len(names) > 1 else None
     figures["optimization_history"] = vis.plot_optimization_history(study, target=first, target_name=names[0])
@@ -141,7 +152,12 @@ def write_plots(space: Space, study: optuna.Study, out_dir: Path) -> list[Path]:
     written: list[Path] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        figures = _plots(visualization, space, study)
+        data = study_report(space, study)
+        front = front_figure(data)
+        figures = {
+            **({"pareto_front": front} if front is not None else {}),
+            **_plots(visualization, space, study),
+        }
         if figures:
             html = out_dir / "report.html"
             parts = [f"<h1>nas study {space.name}</h1>"]
@@ -152,6 +168,8 @@ def write_plots(space: Space, study: optuna.Study, out_dir: Path) -> list[Path]:
                 "<html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>"
             )
             written.append(html)
+        if front is not None:
+            written.append(front_png(data, out_dir / "pareto_front.png"))
         for name, ax in _plots(matplotlib_visualization, space, study).items():
             figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             path = out_dir / f"{name}.png"

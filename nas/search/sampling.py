@@ -67,7 +67,13 @@ def suggest_candidate(trial: optuna.Trial, plan: SearchPlan) -> Candidate:
     """Ask ``trial`` for one candidate (define-by-run; conditional parameters only for the chosen operator)."""
     scale = plan.scales[0] if len(plan.scales) == 1 else trial.suggest_categorical("scale", list(plan.scales))
     chosen: dict[str, OperatorAssignment] = {}
+    baseline = bool(trial.user_attrs.get("baseline"))  # the study's control: plain convs everywhere
     for group, names in plan.groups.items():
+        if baseline:
+            if len(names) > 1 and "conv" in names:
+                trial.suggest_categorical(f"{group}.op", list(names))  # the enqueued "conv", for the sampler
+            chosen[group] = OperatorAssignment("conv", {})
+            continue
         name = names[0] if len(names) == 1 else trial.suggest_categorical(f"{group}.op", list(names))
         choice = plan.choices[name]
         params = {

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ RESUMABLE_CHANGES = {
     "resources",
     "storage",
 }
+
+
+# User attrs a retry keeps from the trial it repeats (a baseline's retry is still the baseline).
+CARRIED_BY_RETRIES = ("baseline", "baseline_scale")
 
 
 def default_study_dir(space: Space) -> Path:
@@ -113,7 +118,9 @@ def open_storage(
 
 
 def open_study(space: Space, storage: optuna.storages.BaseStorage, sampler=None, pruner=None) -> optuna.Study:
-    return optuna.create_study(
+    """Create or load the study; its objectives carry the metrics' names (``accuracy``, ``flops``), so Optuna's
+    CLI, ``trials_dataframe()`` and optuna-dashboard show them instead of ``values_0``."""
+    study = optuna.create_study(
         study_name=space.name,
         storage=storage,
         directions=space.directions,
@@ -121,6 +128,12 @@ def open_study(space: Space, storage: optuna.storages.BaseStorage, sampler=None,
         pruner=pruner,
         load_if_exists=True,
     )
+    names = [o.metric for o in space.objectives]
+    if study.metric_names != names:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+    return study
 
 
 def load_existing_study(study_dir: Path, storage_url: str | None = None) -> tuple[Space, optuna.Study]:
@@ -178,9 +191,10 @@ def enqueue_retries(study: optuna.Study, max_retries: int) -> list[int]:
         if attempt > max_retries:
             continue
         origin = trial.user_attrs.get("retry_of", trial.number)
+        carried = {k: trial.user_attrs[k] for k in CARRIED_BY_RETRIES if k in trial.user_attrs}
         study.enqueue_trial(
             trial.params,
-            user_attrs={"retry_of": trial.number, "attempt": attempt, "origin": origin},
+            user_attrs={**carried, "retry_of": trial.number, "attempt": attempt, "origin": origin},
             skip_if_exists=False,
         )
         retried.append(trial.number)
