@@ -93,7 +93,8 @@ def test_a_cheap_trial_continues_on_cost_alone():
 def test_early_stopping_in_the_space(tiny_space):
     on = "search.early_stopping={min_epochs: 1, reduction_factor: 3}"
     assert load_space(tiny_space(), [on]).search.early_stopping.reduction_factor == 3
-    assert load_space(tiny_space(), [on, "objectives=[accuracy]"]).search.early_stopping  # one objective: ASHA
+    single = load_space(tiny_space(), [on, "objectives=[accuracy]"])  # one objective: ASHA
+    assert single.search.early_stopping is not None
     with pytest.raises(SpaceError, match="choose one of search.pruner .median. and search.early_stopping"):
         load_space(tiny_space(), [on, "objectives=[accuracy]", "search.pruner=median"])
     with pytest.raises(SpaceError, match="search.early_stopping: needs an objective that training measures"):
