@@ -111,9 +111,11 @@ def baseline_lines(section: dict[str, Any]) -> list[str]:
     ]
     scale = 100.0 if metric == "accuracy" else 1.0
     unit = " points" if metric == "accuracy" else (" dB" if metric == "psnr" else "")
+    themselves = [str(e["trial"]) for e in section["comparisons"] if e["verdict"] == "baseline"]
+    if themselves:
+        lines.append(f"  on the front as baselines themselves (plain convs): trials {', '.join(themselves)}")
     for entry in section["comparisons"]:
         if entry["verdict"] == "baseline":
-            lines.append(f"  trial {entry['trial']}: a baseline itself")
             continue
         head = (
             f"  trial {entry['trial']} ({_value(entry[metric])}, {cost} {human(entry['cost'])}) vs baseline "

@@ -27,6 +27,17 @@ def _points(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return series
 
 
+def _front_line(data: dict[str, Any], x_index: int, y_index: int) -> tuple[list[float], list[float]]:
+    """The front as a staircase through its points (baselines on it included), cheapest first."""
+    pareto = set(data["pareto"])
+    points = sorted(
+        (t["values"][x_index], t["values"][y_index])
+        for t in data["trials"]
+        if t["number"] in pareto and t["values"]
+    )
+    return [p[0] for p in points], [p[1] for p in points]
+
+
 def _axes(data: dict[str, Any]) -> tuple[int, int] | None:
     """(x index, y index) into the objectives: the cost on x, the quality on y."""
     if len(data["objectives"]) != 2:
@@ -48,6 +59,8 @@ def front_figure(data: dict[str, Any]) -> Any:
     figure = go.Figure()
     for name, colour, (marker, _) in SERIES:
         trials = _points(data)[name]
+        if not trials:
+            continue
         figure.add_trace(
             go.Scatter(
                 x=[t["values"][x_index] for t in trials],
@@ -61,6 +74,12 @@ def front_figure(data: dict[str, Any]) -> Any:
                 "<extra></extra>",
             )
         )
+    xs, ys = _front_line(data, x_index, y_index)
+    figure.add_trace(
+        go.Scatter(
+            x=xs, y=ys, mode="lines", line={"shape": "hv", "color": "#d6452b", "width": 1}, name="front"
+        )
+    )
     figure.update_layout(
         xaxis_title=names[x_index],
         yaxis_title=names[y_index],
@@ -92,6 +111,8 @@ def front_png(data: dict[str, Any], path: Path) -> Path | None:
     figure, ax = plt.subplots(figsize=(8, 5.5))
     for name, colour, (_, marker) in SERIES:
         trials = _points(data)[name]
+        if not trials:
+            continue
         xs = [t["values"][x_index] for t in trials]
         ys = [t["values"][y_index] for t in trials]
         ax.scatter(xs, ys, c=colour, marker=marker, s=50 if name != "trials" else 25, label=name, zorder=3)
@@ -100,6 +121,8 @@ def front_png(data: dict[str, Any], path: Path) -> Path | None:
                 ax.annotate(
                     str(trial["number"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
                 )
+    xs, ys = _front_line(data, x_index, y_index)
+    ax.step(xs, ys, where="post", color="#d6452b", linewidth=1, label="front", zorder=2)
     if _wide(data, x_index):
         ax.set_xscale("log")
     ax.set_xlabel(data["objectives"][x_index])
