@@ -23,6 +23,7 @@ from .augment import CropFlip
 from .config import DataConfig, DatasetInfo
 from .options import Option
 from .registry import DatasetEntry, Loaded, register
+from .safe_pickle import load_data_pickle
 from .split import split_indices, subset_indices
 from .tensors import TensorPairDataset, channel_stats, resize, resolve_shape, standardize
 
@@ -89,7 +90,7 @@ def _unpickle(path: Path) -> dict[str, Any]:
     """One CIFAR pickle (written by Python 2: byte-string keys) as a dict with str keys."""
     try:
         with open(path, "rb") as file:
-            content = pickle.load(file, encoding="bytes")
+            content = load_data_pickle(file, encoding="bytes")
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as error:
         raise DataError(f"cannot read CIFAR file {str(path)!r}: {error}") from error
     if not isinstance(content, dict):

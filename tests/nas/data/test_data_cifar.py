@@ -96,3 +96,37 @@ def test_wrong_channels_and_bad_option(cifar10_root):
         load_data(DataConfig("cifar10", root=str(root)), input_shape=(1, 32, 32))
     with pytest.raises(DataError, match=r"option 'split' must be one of 'test', 'train'"):
         load_data(DataConfig("cifar10", root=str(root), options={"split": "val"}))
+
+
+class _RunsCode:
+    """A pickle that calls a function when loaded (what a crafted data_batch_1 would do)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_crafted_batch_file_runs_no_code(cifar10_root, tmp_path, monkeypatch):
+    import pickle
+
+    root, _ = cifar10_root
+    monkeypatch.chdir(tmp_path)
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({b"data": _RunsCode(), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataError, match=r"data_batch_1.*refused to load posix\.system"):
+        load_data(DataConfig("cifar10", root=str(root)))
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_the_data_only_unpickler_reads_arrays_written_by_numpy(tmp_path):
+    import io
+    import pickle
+
+    from nas.data.safe_pickle import load_data_pickle
+
+    data = {b"data": np.arange(12, dtype=np.uint8).reshape(3, 4), b"labels": [1, 2, 3], b"names": [b"a"]}
+    for protocol in (2, 5):
+        loaded = load_data_pickle(io.BytesIO(pickle.dumps(data, protocol=protocol)), encoding="bytes")
+        np.testing.assert_array_equal(loaded[b"data"], data[b"data"])
+        assert loaded[b"labels"] == [1, 2, 3] and loaded[b"names"] == [b"a"]
