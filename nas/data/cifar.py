@@ -20,7 +20,7 @@ import torch
 from nas.errors import DataError
 
 from .augment import CropFlip
-from .config import DataConfig, DatasetInfo
+from .config import DataConfig, DatasetInfo, Preprocessing
 from .options import Option
 from .registry import DatasetEntry, Loaded, register
 from .safe_pickle import load_data_pickle
@@ -173,6 +173,9 @@ def _load(
         metrics=("accuracy",),
         train_size=len(train),
         val_size=len(val),
+        preprocessing=Preprocessing(
+            color="rgb", mean=tuple(mean.flatten().tolist()), std=tuple(std.flatten().tolist())
+        ),
     )
     return train, val, info
 

@@ -41,11 +41,41 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """What an image goes through before the model sees it: what an exported model's user must repeat.
+
+    In order: convert the image to ``color`` (``grayscale`` or ``rgb``); scale its values to ``value_range``
+    (8-bit pixels: divide by 255); resize to the model's input (``interpolation``, ``antialias``, corners not
+    aligned) unless ``resize`` is False; copy a grayscale channel to the model's channels; subtract ``mean`` and
+    divide by ``std`` (one value, or one per channel; None: not normalized). ``output`` says what the model
+    returns: ``logits`` (classification) or ``clean image`` (denoising, in ``value_range``). ``notes``: anything
+    else a user must know (the foreground's polarity, the noise level).
+    """
+
+    color: str
+    value_range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: bool = True
+    interpolation: str = "bilinear"
+    antialias: bool = True
+    output: str = "logits"
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.color not in ("grayscale", "rgb"):
+            raise DataError(f"preprocessing color must be grayscale or rgb, got {self.color!r}")
+        if (self.mean is None) != (self.std is None):
+            raise DataError("preprocessing needs both mean and std, or neither")
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """What the trial pipeline needs to know about a loaded dataset.
 
     ``input_shape`` is one sample as the model sees it, (channels, height, width). Classification targets are
     class indices (int64); denoising targets are the clean images (the input is the noisy one).
+    ``preprocessing``: how a raw image becomes such a sample (None: the dataset does not say).
     """
 
     task: str
@@ -55,6 +85,7 @@ class DatasetInfo:
     metrics: tuple[str, ...]
     train_size: int
     val_size: int
+    preprocessing: Preprocessing | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from nas.errors import DataError
 
 from .augment import FreshNoise
-from .config import DataConfig, DatasetInfo
+from .config import DataConfig, DatasetInfo, Preprocessing
 from .options import Option
 from .registry import DatasetEntry, Loaded, register
 from .split import generator, split_indices, subset_indices
@@ -148,6 +148,16 @@ def load(config: DataConfig, input_shape: tuple[int, int, int] | None, options: 
         metrics=("psnr", "ssim"),
         train_size=len(train),
         val_size=len(val),
+        preprocessing=Preprocessing(
+            color="grayscale" if channels == 1 else "rgb",
+            resize=False,
+            output="clean image",
+            notes=(
+                f"the input is a noisy image in [0, 1] (Gaussian noise of standard deviation "
+                f"{options['sigma']:g}/255, not clipped); the model returns the clean image (clip it to [0, 1])",
+                f"do not resize a noisy image (it changes the noise); trained on {height}x{width} patches",
+            ),
+        ),
     )
     return train, val, info
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DataConfig, DatasetInfo
+from .config import DataConfig, DatasetInfo, Preprocessing
 from .options import Option
 from .registry import DatasetEntry, Loaded, register
 from .split import split_indices
@@ -66,6 +66,12 @@ def load(config: DataConfig, input_shape: tuple[int, int, int] | None, options: 
         metrics=("accuracy",),
         train_size=len(train),
         val_size=len(val),
+        preprocessing=Preprocessing(
+            color="grayscale",
+            mean=(float(mean),),
+            std=(float(std),),
+            notes=("digits are light on a dark background (ink = 1.0), as in scikit-learn's digits",),
+        ),
     )
     return train, val, info
 

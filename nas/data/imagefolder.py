@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Subset
 
 from nas.errors import DataError
 
-from .config import DataConfig, DatasetInfo
+from .config import DataConfig, DatasetInfo, Preprocessing
 from .options import Option
 from .registry import DatasetEntry, Loaded, register
 from .split import split_indices
@@ -45,14 +45,23 @@ def _torchvision() -> Any:
     return torchvision
 
 
+def _statistics(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if channels == 1:
+        return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+    return tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
+
+
+def preprocessing(channels: int) -> Preprocessing:
+    """The transform below, as facts an exported model carries (PIL's bilinear resize is antialiased)."""
+    mean, std = _statistics(channels)
+    return Preprocessing(color="grayscale" if channels == 1 else "rgb", mean=mean, std=std)
+
+
 def _transform(channels: int, height: int, width: int) -> Any:
     transforms = _torchvision().transforms
     # ImageFolder's loader already gives RGB PIL images.
-    if channels == 1:
-        mean, std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
-        first = [transforms.Grayscale(num_output_channels=1)]
-    else:
-        mean, std, first = IMAGENET_MEAN, IMAGENET_STD, []
+    mean, std = _statistics(channels)
+    first = [transforms.Grayscale(num_output_channels=1)] if channels == 1 else []
     return transforms.Compose(
         [*first, transforms.Resize((height, width)), transforms.ToTensor(), transforms.Normalize(mean, std)]
     )
@@ -107,6 +116,7 @@ def load(config: DataConfig, input_shape: tuple[int, int, int] | None, options: 
         metrics=("accuracy",),
         train_size=len(train),  # type: ignore[arg-type]
         val_size=len(val),  # type: ignore[arg-type]
+        preprocessing=preprocessing(channels),
     )
     return train, val, info
 
