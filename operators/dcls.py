@@ -13,6 +13,8 @@ conv's total padding), so every input size and stride gives the replaced conv's 
 centred where the replaced kernel was. When ``P + S - e`` is odd (an even window over an odd kernel, say) no
 symmetric padding of an ``S`` kernel keeps the shape, so the collapsed kernel is ``S + 1`` with one zero row or
 column beyond the window. Non-square windows (a pair) are supported; the search samples square odd ones.
+Reflect and circular padding must fit in the input map, which the operator does not see: a window whose collapsed
+padding exceeds the replaced conv's (the one padding known to fit) is ineligible for them.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, conv_bias_init_, ka
 from .dcls_kernel import INTERPOLATIONS, KernelShape, build_kernel, window_origin
 from .registry import register
 
-# An autograd function does not trace: torch.fx records the kernel construction as one call.
+# torch.fx records the kernel construction as one call (symbolic tracing cannot unpack its per-axis profiles).
 torch.fx.wrap("build_kernel")
 
 # Raw spread at initialization: sigma = 0.23 + 0.27 = 0.5 cell, the reference package's starting width.
 INITIAL_SPREAD = 0.23
 # Taps start near the window origin, N(0, 0.5) cells, as the reference package initializes them.
 INITIAL_POSITION_STD = 0.5
+# Padding modes whose padding must fit in the input map (reflect: under its size, circular: up to it).
+BOUNDED_PADDING = ("reflect", "circular")
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,15 @@ def _placements(spec: ConvSpec, window: tuple[int, int]) -> tuple[AxisPlacement,
     left, right, top, bottom = spec.padding
     rows = place_axis(window[0], spec.kernel_size[0], spec.dilation[0], top, bottom)
     cols = place_axis(window[1], spec.kernel_size[1], spec.dilation[1], left, right)
-    for axis, placed in (("height", rows), ("width", cols)):
+    for axis, placed, pads in (("height", rows, (top, bottom)), ("width", cols, (left, right))):
         if isinstance(placed, str):
             return f"along the {axis}, {placed}"
+        if spec.padding_mode in BOUNDED_PADDING and placed.padding > max(pads):
+            return (
+                f"along the {axis}, the collapsed conv's {spec.padding_mode} padding ({placed.padding}) exceeds the "
+                f"replaced conv's ({max(pads)}): it must fit in the input map, which is known only to hold the "
+                "replaced padding (use a window no wider than the replaced kernel)"
+            )
     return rows, cols  # type: ignore[return-value]
 
 

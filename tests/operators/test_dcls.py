@@ -15,7 +15,6 @@ from torch import nn
 
 from operators import ConvSpec
 from operators.dcls import DclsConv2d
-from operators.native import use_native
 
 # The package logs on import and on construction that its CUDA paths are missing.
 logging.disable(logging.WARNING)
@@ -87,14 +86,10 @@ PACKAGE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["C", "torch"])
 @pytest.mark.parametrize("interpolation,in_channels,out_channels,groups,count,window", PACKAGE_CASES)
-def test_kernel_and_output_equal_the_package(
-    interpolation, in_channels, out_channels, groups, count, window, native
-):
-    """Both constructions of the float32 CPU kernel: in C (``operators.dcls_native``) and in torch ops."""
+def test_kernel_and_output_equal_the_package(interpolation, in_channels, out_channels, groups, count, window):
     op, reference = _pair(interpolation, in_channels, out_channels, groups, count, window, seed=window)
-    with torch.no_grad(), use_native(native):
+    with torch.no_grad():
         expected_kernel = _package_kernel(reference)
         kernel = op.dense_kernel()
         assert kernel.shape == expected_kernel.shape
@@ -106,14 +101,12 @@ def test_kernel_and_output_equal_the_package(
     assert _relative_error(out, expected) <= 1e-5
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["C", "torch"])
 @pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
-def test_gradients_equal_the_package(interpolation, native):
+def test_gradients_equal_the_package(interpolation):
     op, reference = _pair(interpolation, 3, 4, 1, 5, 7, seed=3)
     x = torch.randn(1, 3, 9, 11)
     cotangent = torch.randn(1, 4, 9, 11)
-    with use_native(native):
-        (op(x) * cotangent).sum().backward()
+    (op(x) * cotangent).sum().backward()
     (reference(x) * cotangent).sum().backward()
     assert _relative_error(op.weight.grad, reference.weight.grad) <= 1e-4
     assert _relative_error(op.positions.grad, reference.P.grad.flip(0)) <= 1e-4
@@ -194,7 +187,7 @@ OUTPUT_SHAPE_CONVS = [
     dict(kernel_size=3, padding=2, dilation=2, stride=2),
     dict(kernel_size=4, padding="same"),
     dict(kernel_size=(3, 5), stride=(2, 1), padding=(1, 2)),
-    dict(kernel_size=3, padding=1, padding_mode="reflect"),
+    dict(kernel_size=3, padding=1, padding_mode="replicate"),
 ]
 
 
@@ -221,8 +214,8 @@ FROM_CONV_CASES = [
     dict(in_channels=4, out_channels=4, kernel_size=3, padding=2, dilation=2, groups=4),
     dict(in_channels=2, out_channels=4, kernel_size=4, padding="same"),
     dict(in_channels=2, out_channels=2, kernel_size=2, stride=2),
-    dict(in_channels=4, out_channels=4, kernel_size=5, padding=2, groups=2, padding_mode="circular"),
-    dict(in_channels=2, out_channels=3, kernel_size=3, padding=1, padding_mode="reflect", bias=False),
+    dict(in_channels=4, out_channels=4, kernel_size=5, padding=2, groups=2, padding_mode="replicate"),
+    dict(in_channels=2, out_channels=3, kernel_size=3, padding=1, padding_mode="replicate", bias=False),
     dict(in_channels=2, out_channels=3, kernel_size=(1, 3), padding=(0, 1)),
 ]
 
@@ -318,3 +311,27 @@ def test_eligibility_reasons_and_errors():
         DclsConv2d(4, 4, 7, padding=3, dilated_kernel_size=5)
     with pytest.raises(ValueError, match="cannot replace"):
         DclsConv2d.from_conv(nn.Conv2d(4, 4, 5, dilation=2), dilated_kernel_size=7)
+
+
+@pytest.mark.parametrize(("padding_mode", "smallest_map"), [("reflect", 2), ("circular", 1)])
+def test_padding_that_must_fit_the_map_is_not_widened(padding_mode, smallest_map):
+    """Reflect and circular padding must fit in the input map (reflect: under its size), which eligibility does not
+    see; the replaced conv's padding is the one known to fit. A window as wide as the replaced kernel keeps it, and
+    is then exactly the conv; a wider one is refused with its reason, and would fail on a map the conv handles."""
+    conv = nn.Conv2d(2, 3, 3, padding=1, padding_mode=padding_mode).double()
+    spec = ConvSpec.from_conv(conv)
+    reason = DclsConv2d.eligibility(spec, dilated_kernel_size=5)
+    assert reason is not None and padding_mode in reason and "(2)" in reason and "(1)" in reason
+    with pytest.raises(ValueError, match="cannot replace"):
+        DclsConv2d.from_conv(conv, dilated_kernel_size=5)
+    x = torch.randn(
+        1, 2, smallest_map, smallest_map, dtype=torch.float64
+    )  # the conv pads it; padding 2 fails
+    wide = DclsConv2d(2, 3, 5, padding=2, padding_mode="zeros", dilated_kernel_size=5).double()
+    with pytest.raises(RuntimeError):
+        nn.functional.conv2d(nn.functional.pad(x, (2, 2, 2, 2), mode=padding_mode), wide.dense_kernel())
+    assert DclsConv2d.eligibility(spec, dilated_kernel_size=3) is None
+    op = DclsConv2d.from_conv(conv, kernel_count=9, dilated_kernel_size=3, interpolation="bilinear")
+    with torch.no_grad():
+        torch.testing.assert_close(op(x), conv(x), rtol=1e-12, atol=1e-12)
+    assert DclsConv2d.eligibility(spec.with_(padding_mode="replicate"), dilated_kernel_size=5) is None

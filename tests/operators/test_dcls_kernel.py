@@ -1,15 +1,12 @@
-"""The DCLS kernel construction (``operators.dcls_kernel``): its hand-written backward against autograd over the
-papers' formulas written plainly, finite differences, and the scratch memory it borrows."""
+"""The DCLS kernel construction (``operators.dcls_kernel``): its kernel and gradients against autograd over the
+papers' formulas written plainly, finite differences, and the size of its graph."""
 
 from __future__ import annotations
-
-import threading
 
 import pytest
 import torch
 
 from operators.dcls_kernel import SIGMA_FLOOR, KernelShape, build_kernel, window_origin
-from operators.scratch import SCRATCH, Carve, Scratch
 
 
 def _formula_kernel(weight, positions, spreads, interpolation, shape: KernelShape) -> torch.Tensor:
@@ -52,26 +49,11 @@ SHAPES = [
     KernelShape(4, 3, 5, 7, 7),
     KernelShape(3, 2, 4, 5, 9),  # non-square window
     KernelShape(2, 1, 1, 4, 4),  # one tap, even window
-    KernelShape(1, 1, 3, 6, 3),  # one filter: every (K, N) view is trivially contiguous
-    KernelShape(16, 12, 3, 5, 5),  # 192 filters: two blocks of 96
-    KernelShape(20, 16, 2, 3, 4),  # 320 filters: four blocks of 80, non-square window
-    KernelShape(131, 2, 2, 3, 3),  # 262 filters, no divisor from 32 to 128: one block
+    KernelShape(1, 1, 3, 6, 3),  # one filter, a window taller than wide
+    KernelShape(16, 12, 3, 5, 5),  # 192 filters
+    KernelShape(20, 16, 2, 3, 4),  # 320 filters, non-square window
+    KernelShape(5, 1, 34, 17, 17),  # many taps in a large window (the depthwise benchmark's)
 ]
-
-
-@pytest.mark.parametrize(
-    ("shape", "block"),
-    [
-        (SHAPES[0], 12),
-        (SHAPES[4], 96),
-        (SHAPES[5], 80),
-        (SHAPES[6], 262),
-        (KernelShape(64, 64, 9, 7, 7), 128),
-    ],
-    ids=str,
-)
-def test_filters_are_laid_out_in_blocks_that_divide_them(shape, block):
-    assert (shape.block, shape.blocks) == (block, shape.filters // block)
 
 
 @pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
@@ -103,62 +85,9 @@ def test_gradcheck(interpolation):
         assert torch.autograd.gradcheck(fn, (weight, positions))
 
 
-def test_results_never_share_the_scratch():
-    """A second construction reuses the scratch; the first kernel and its gradients must not change."""
-    shape = KernelShape(3, 2, 4, 5, 5)
-    grid = torch.arange(5, dtype=torch.float64)
-    first_params = _parameters(shape, "gauss", seed=1)
-    second_params = _parameters(shape, "gauss", seed=2)
-    first = build_kernel(*first_params, grid, "gauss", shape)
-    kept = first.detach().clone()
-    second = build_kernel(*second_params, grid, "gauss", shape)
-    assert torch.equal(first, kept)
-    (first.sum() + second.square().sum()).backward()  # two graphs alive, then one backward through both
-    for params, kernel_fn in ((first_params, lambda k: k.sum()), (second_params, lambda k: k.square().sum())):
-        fresh = [p.detach().clone().requires_grad_() for p in params]
-        kernel_fn(_formula_kernel(*fresh, "gauss", shape)).backward()
-        for used, reference in zip(params, fresh):
-            torch.testing.assert_close(used.grad, reference.grad)
-
-
-def test_a_busy_scratch_falls_back_to_new_tensors():
-    shape = KernelShape(2, 2, 3, 5, 5)
-    grid = torch.arange(5, dtype=torch.float64)
-    params = _parameters(shape, "gauss", seed=3)
-    expected = _formula_kernel(*params, "gauss", shape)
-    with SCRATCH.borrow(params[0], 10):  # held here, as another thread would
-        torch.testing.assert_close(build_kernel(*params, grid, "gauss", shape), expected)
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(build_kernel(*params, grid, "gauss", shape)))
-        for _ in range(4)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(results) == 4
-    for result in results:
-        torch.testing.assert_close(result, expected)
-
-
-def test_scratch_lends_one_buffer_and_allocates_past_it():
-    scratch = Scratch(limit_bytes=1024)
-    like = torch.zeros(1)
-    with scratch.borrow(like, 100) as carve:
-        a, b = carve.take(10, 5), carve.take(50)
-        assert a.data_ptr() + 50 * 4 == b.data_ptr()  # consecutive views of one buffer
-        c = carve.take(2)  # past the 100 lent elements: a tensor of its own
-        assert c.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()
-    with scratch.borrow(like, 100) as carve:
-        assert carve.take(10, 5).data_ptr() == a.data_ptr()  # kept for the next call
-    with scratch.borrow(like, 1000) as carve:  # 4000 bytes: over the limit, nothing lent
-        assert isinstance(carve, Carve) and carve.take(3).untyped_storage().nbytes() == 12
-
-
 @pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
 def test_the_operator_exports_without_collapsing(interpolation):
-    """torch.export traces the autograd function inline; its in-place steps must not trip autograd there."""
+    """torch.export traces the construction with the conv, without collapsing the operator first."""
     from operators.dcls import DclsConv2d
 
     torch.manual_seed(0)
@@ -168,36 +97,8 @@ def test_the_operator_exports_without_collapsing(interpolation):
     torch.testing.assert_close(program.module()(x), op(x))
 
 
-def test_scratch_plans_are_kept_per_key_and_place_and_dropped_with_their_buffer():
-    scratch = Scratch(limit_bytes=4096)
-    like = torch.zeros(1)
-    made = []
-
-    def build(carve):
-        made.append(carve.take(4, 5))
-        return made[-1]
-
-    with scratch.borrow(like, 100) as carve:
-        first = carve.plan("a", build)
-        after = carve.take(3)  # carved past the plan
-    with scratch.borrow(like, 100) as carve:
-        assert carve.plan("a", build) is first and len(made) == 1  # kept: the same views, not made again
-        assert carve.take(3).data_ptr() == after.data_ptr()  # and the carve moved past it as before
-    with scratch.borrow(like, 100) as carve:
-        carve.take(7)
-        moved = carve.plan("a", build)  # another place in the buffer: made anew there
-        assert len(made) == 2 and moved.data_ptr() == first.data_ptr() + 7 * 4
-    with scratch.borrow(like, 500) as carve:  # a larger buffer replaces the old one and its plans
-        again = carve.plan("a", build)
-        assert len(made) == 3 and again.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
-    with scratch.borrow(like, 10_000) as carve:  # nothing lent: built each time, never kept
-        carve.plan("a", build)
-        carve.plan("a", build)
-        assert len(made) == 5
-
-
 def test_layers_of_other_shapes_and_dtypes_in_turn_each_get_their_own_kernel():
-    """Workspaces of several shapes and dtypes share the one scratch buffer per dtype, one after the other."""
+    """Constructions of several shapes and dtypes, one after the other, twice: nothing carries over between them."""
     cases = []
     for shape, dtype in [
         (KernelShape(4, 3, 5, 7, 7), torch.float64),
@@ -242,8 +143,8 @@ def test_channels_last_parameters_read_as_their_shape_says():
 @pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
 @pytest.mark.parametrize("shape", SHAPES[:2], ids=str)
 def test_off_the_cpu_every_tensor_stays_on_the_parameters_device(interpolation, shape):
-    """Off the CPU no scratch is lent and the workspace is allocated per call; on the meta device (shapes and
-    devices only, no GPU needed) a tensor made on the CPU by mistake would fail the forward or the backward."""
+    """On the meta device (shapes and devices only, no GPU needed) a tensor made on the CPU by mistake would fail the
+    forward or the backward."""
     o, i, k = shape.out_channels, shape.in_per_group, shape.kernel_count
     weight = torch.randn(o, i, k, device="meta", requires_grad=True)
     positions = torch.randn(2, o, i, k, device="meta", requires_grad=True)
@@ -259,7 +160,7 @@ def test_off_the_cpu_every_tensor_stays_on_the_parameters_device(interpolation, 
 
 @pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
 def test_the_operator_compiles(interpolation):
-    """torch.compile traces the construction (no scratch while compiling); ``aot_eager`` needs no C++ compiler."""
+    """torch.compile traces the construction, forward and backward; ``aot_eager`` needs no C++ compiler."""
     from operators.dcls import DclsConv2d
 
     torch.manual_seed(0)
@@ -274,3 +175,61 @@ def test_the_operator_compiles(interpolation):
     torch.testing.assert_close(compiled(x), expected)
     for a, b in zip(got, [p.grad for p in op.parameters()]):
         torch.testing.assert_close(a, b)
+
+
+class _Construction(torch.nn.Module):
+    def __init__(self, shape: KernelShape, interpolation: str) -> None:
+        super().__init__()
+        self.shape, self.interpolation = shape, interpolation
+        self.register_buffer("grid", torch.arange(max(shape.height, shape.width), dtype=torch.float32))
+
+    def forward(self, weight, positions, spreads):
+        return build_kernel(weight, positions, spreads, self.grid, self.interpolation, self.shape)
+
+
+# ops that compute nothing (views, metadata)
+_VIEWS = ("reshape", "view", "slice", "unsqueeze", "transpose", "unbind", "getitem", "detach", "assert")
+
+
+def _graph_ops(shape: KernelShape, interpolation: str) -> list[str]:
+    """The computing ops of the construction's exported graph, in order."""
+    o, i, k = shape.out_channels, shape.in_per_group, shape.kernel_count
+    inputs = (torch.randn(o, i, k), torch.randn(2, o, i, k), torch.randn(2, o, i, k))
+    program = torch.export.export(_Construction(shape, interpolation), inputs)
+    targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    return [target for target in targets if not any(view in target for view in _VIEWS)]
+
+
+@pytest.mark.parametrize("interpolation", ["gauss", "bilinear"])
+def test_the_construction_is_a_few_ops_whatever_the_filters_and_taps(interpolation):
+    """A few large ops over all filters and taps at once: the same graph for 2 filters of 1 tap and 4096 filters of
+    34 taps (no loop over either), one batched matrix product, and few ops in all."""
+    small = _graph_ops(KernelShape(2, 1, 1, 7, 7), interpolation)
+    large = _graph_ops(KernelShape(64, 64, 34, 7, 7), interpolation)
+    assert small == large
+    assert sum("bmm" in target for target in small) == 1
+    assert len(small) <= 20, small
+
+
+def _subnormal(tensor: torch.Tensor) -> int:
+    return int(((tensor != 0) & (tensor.abs() < torch.finfo(tensor.dtype).tiny)).sum())
+
+
+def test_narrow_gaussians_far_from_a_cell_make_no_subnormal_numbers():
+    """Taps in one corner with the narrowest Gaussian: the formula's kernel holds subnormal numbers in the far
+    cells (which cost a CPU some hundred times a normal multiply, in the construction and in the conv); the
+    construction's kernel and gradients hold none, and equal the formula's within float32's resolution."""
+    shape = KernelShape(8, 4, 3, 7, 7)
+    o, i, k = shape.out_channels, shape.in_per_group, shape.kernel_count
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(o, i, k, generator=generator).requires_grad_()
+    positions = (-3.0 + 0.5 * torch.rand(2, o, i, k, generator=generator)).requires_grad_()
+    spreads = torch.zeros(2, o, i, k, requires_grad=True)
+    grid = torch.arange(7.0)
+    expected = _formula_kernel(weight, positions, spreads, "gauss", shape)
+    assert _subnormal(expected) > 0
+    kernel = build_kernel(weight, positions, spreads, grid, "gauss", shape)
+    assert _subnormal(kernel) == 0
+    torch.testing.assert_close(kernel, expected, rtol=1e-5, atol=1e-6 * expected.abs().max().item())
+    for gradient in torch.autograd.grad(kernel, (weight, positions, spreads), torch.ones_like(kernel)):
+        assert _subnormal(gradient) == 0
