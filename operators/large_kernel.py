@@ -11,6 +11,9 @@ Deployment (``collapse``): fold every BN into its branch, ``W' = W * gamma / sqr
 Geometry: the collapsed conv has kernel K, dilation 1 and, per axis, padding ``p + (K - e) / 2`` where ``p`` is
 the replaced conv's padding and ``e = d(k-1)+1`` its effective kernel, so every input size gives the replaced
 conv's output size and the receptive field stays centred where the replaced conv's was.
+
+Initialization from a conv (``from_conv``): the block starts as the replaced conv, as ``conv_lora`` does (its
+``B`` starts at zero): the conv's kernel sits in the KxK centre and every small branch's BN scale is zero.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, kaiming_uniform_, make_conv
+from .base import ConvOperator
+from .functional import conv2d, make_conv
+from .init import conv_parameters
+from .params import ParamSpec
 from .registry import register
+from .spec import ConvSpec
 
 # UniRepLKNet's (kernel, dilation) pairs of the parallel branches for each large kernel K (Ding et al. 2024).
 UNIREPLKNET_BRANCHES: dict[int, tuple[tuple[int, int], ...]] = {
@@ -85,8 +92,10 @@ class LargeKernelConv2d(ConvOperator):
 
     ``large_kernel_size`` K (odd, 5..31) picks the branch table; ``allow_dense=True`` permits dense (groups=1)
     convs, which are ineligible by default (the block is designed for depthwise convs, and a dense KxK conv
-    costs K^2/k^2 times the replaced one). The BatchNorms supply the bias, so the collapsed conv always has one;
-    the replaced conv's own bias becomes the large-kernel BN's shift in ``from_conv``.
+    costs K^2/k^2 times the replaced one). The BatchNorms supply the bias, so the collapsed conv always has one.
+    ``from_conv`` starts as the replaced conv in eval mode: its kernel in the KxK centre, its bias as that branch's
+    BN shift, and every other branch behind a BN scale of zero (in training mode those branches add exactly zero
+    too, while the KxK branch is batch-normalized).
     """
 
     name = "large_kernel"
@@ -137,10 +146,7 @@ class LargeKernelConv2d(ConvOperator):
             (self.large_kernel_size, 1),
             *branch_table(large_kernel_size),
         )
-        self.weights = nn.ParameterList(
-            nn.Parameter(kaiming_uniform_(torch.empty(s.out_channels, s.in_channels // s.groups, k, k)))
-            for k, _ in self.branches
-        )
+        self.weights = nn.ParameterList(conv_parameters(s, (k, k), bias=False)[0] for k, _ in self.branches)
         self.norms = nn.ModuleList(nn.BatchNorm2d(s.out_channels) for _ in self.branches)
         self._padding = self._large_padding(s, self.large_kernel_size)  # (pad_h, pad_w) of the KxK conv
         # Per branch, how far its span sits inside the KxK window (its crop of the KxK-padded input).
@@ -194,15 +200,25 @@ class LargeKernelConv2d(ConvOperator):
 
     # -- weights ---------------------------------------------------------------------------------------------
     def load_conv_weights(self, conv: nn.Conv2d) -> None:
-        """Seed the KxK kernel's centre with the conv's (dilated) kernel, zeros around; its bias -> BN shift."""
+        """Start as the replaced conv: the KxK kernel's centre holds the conv's (dilated) kernel, zeros around, and
+        its BN scale is ``sqrt(running_var + eps)`` so that in eval it passes the conv's output through unscaled;
+        the conv's bias becomes that BN's shift. Every other branch keeps its random kernel behind a BN scale of
+        zero, so it adds nothing until training moves the scale (the small-kernel form of zero-initializing
+        LoRA's B). The collapsed conv is then the replaced conv, padded to KxK."""
         dense = dilate_kernel(conv.weight, conv.dilation)  # (O, I/g, e_h, e_w)
         size = self.large_kernel_size
         top, left = (size - dense.shape[-2]) // 2, (size - dense.shape[-1]) // 2
         large = self.weights[0]
         large.zero_()
         large[:, :, top : top + dense.shape[-2], left : left + dense.shape[-1]] = dense
+        first, *others = self.norms
+        first.weight.copy_(torch.sqrt(first.running_var + first.eps))
+        first.bias.zero_()
         if conv.bias is not None:
-            self.norms[0].bias.copy_(conv.bias)
+            first.bias.copy_(conv.bias)
+        for norm in others:
+            norm.weight.zero_()
+            norm.bias.zero_()
 
     def fused_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The collapsed (O, I/groups, K, K) kernel and (O,) bias: fold BN, dilate to dense, centre-pad, sum."""

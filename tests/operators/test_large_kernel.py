@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from operators import ConvSpec
@@ -177,16 +178,49 @@ def test_conv_weights_seed_the_centre(conv_kwargs):
     centre = large[:, :, start : start + span : dilation, start : start + span : dilation]
     assert torch.equal(centre, conv.weight)
     assert large.abs().sum() == conv.weight.abs().sum()  # zeros everywhere else
-    # With the small branches silenced and identity BNs, the block reproduces the conv (alignment included).
-    with torch.no_grad():
-        for weight in op.weights[1:]:
-            weight.zero_()
-    for norm in op.norms:
-        norm.eps = 0.0
+    # As built, the small branches are silent (BN scale 0) and the block reproduces the conv (alignment included).
     op.eval()
     x = torch.randn(2, 4, 11, 10, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(op(x), conv(x))
+
+
+@pytest.mark.parametrize("size", [5, 9, 19])
+@pytest.mark.parametrize(
+    "conv_kwargs",
+    [
+        dict(in_channels=6, out_channels=6, kernel_size=3, padding=1, groups=6),
+        dict(in_channels=4, out_channels=8, kernel_size=3, padding=2, dilation=2, groups=2, bias=False),
+        dict(in_channels=4, out_channels=4, kernel_size=5, padding=1, groups=4, padding_mode="replicate"),
+    ],
+)
+def test_from_conv_starts_as_the_replaced_conv(size, conv_kwargs):
+    """Right after ``from_conv`` the block computes the replaced conv (as conv_lora does with B = 0): in eval
+    mode exactly, through the uncollapsed forward and the collapsed conv; in training mode the small branches add
+    exactly nothing (their BN scale is zero), so the output is the KxK branch's alone."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(**conv_kwargs)
+    if conv.bias is not None:
+        nn.init.normal_(conv.bias)
+    op = LargeKernelConv2d.from_conv(conv, large_kernel_size=size)
+    x = torch.randn(2, conv.in_channels, 12, 11)
+    expected = conv(x).detach()
+    op.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(op(x), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(op.collapse()(x), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(op(x), expected, rtol=1e-5, atol=1e-5)  # the branch-by-branch forward
+    op.train()
+    y = op(x)
+    big = op.weights[0]
+    pad_h, pad_w = op._padding
+    padded = F.pad(
+        x, (pad_w, pad_w, pad_h, pad_h), mode="constant" if conv.padding_mode == "zeros" else "replicate"
+    )
+    alone = op.norms[0](F.conv2d(padded, big, None, 1, 0, 1, conv.groups))
+    torch.testing.assert_close(y, alone, rtol=1e-5, atol=1e-5)
+    y.square().sum().backward()  # the silent branches' BN scales learn from the first step
+    assert all(norm.weight.grad.abs().sum() > 0 for norm in op.norms[1:])
 
 
 def test_parameter_counts():
