@@ -2,243 +2,39 @@
 
 Every operator takes ``nn.Conv2d``'s arguments plus keyword-only parameters of its own, keeps the replaced
 conv's output shape, and in eval mode is mathematically one ``nn.Conv2d``: ``collapse()`` returns that conv
-without mutating the operator. This module imports torch only.
+without mutating the operator. This module holds the base class; its parts live beside it, one concept each:
+``spec`` (``ConvSpec``, the geometry), ``params`` (``ParamSpec``, the searchable parameters), ``functional``
+(``conv2d``, ``make_conv``), ``init`` (``nn.Conv2d``'s initialization, copying a conv's weights) and ``derived``
+(the inference cache). Their names are importable from here too. Imports torch only.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-Derived = TypeVar("Derived")  # what ConvOperator.derived keeps: a tensor or a tuple of them
+from .derived import Derived, DerivedCache
+from .functional import conv2d, make_conv
+from .init import conv_bias_init_, conv_parameters, copy_conv_, kaiming_uniform_
+from .params import ParamSpec
+from .spec import PADDING_MODES, ConvSpec
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-def _pair(value: int | tuple[int, ...], name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) == 1:
-        return (value[0], value[0])
-    if len(value) != 2:
-        raise ValueError(f"{name} must be an int or a pair, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """The arguments of one 2-D convolution, normalized (pairs everywhere, padding resolved to ints)."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # left, right, top, bottom (F.pad order)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    bias: bool = True
-    padding_mode: str = "zeros"
-
-    @staticmethod
-    def create(
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] | str = 0,
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-    ) -> ConvSpec:
-        """Validate and normalize ``nn.Conv2d``-style arguments."""
-        kernel = _pair(kernel_size, "kernel_size")
-        stride_ = _pair(stride, "stride")
-        dilation_ = _pair(dilation, "dilation")
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
-            )
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        if isinstance(padding, str):
-            if padding == "valid":
-                pads = (0, 0, 0, 0)
-            elif padding == "same":
-                if stride_ != (1, 1):
-                    raise ValueError("padding='same' is not supported for strided convolutions")
-                pads = _same_padding(kernel, dilation_)
-            else:
-                raise ValueError(f"padding must be 'same', 'valid', an int or a pair, got {padding!r}")
-        else:
-            ph, pw = _pair(padding, "padding")
-            pads = (pw, pw, ph, ph)
-        return ConvSpec(
-            in_channels, out_channels, kernel, stride_, pads, dilation_, groups, bool(bias), padding_mode
-        )
-
-    @staticmethod
-    def from_conv(conv: nn.Conv2d) -> ConvSpec:
-        return ConvSpec.create(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.groups,
-            conv.bias is not None,
-            conv.padding_mode,
-        )
-
-    @property
-    def symmetric_padding(self) -> tuple[int, int] | None:
-        """(pad_h, pad_w) when the padding is symmetric, else None."""
-        left, right, top, bottom = self.padding
-        return (top, left) if left == right and top == bottom else None
-
-    @property
-    def is_depthwise(self) -> bool:
-        return self.groups == self.in_channels and self.groups > 1
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Spatial output size for an input of ``height`` x ``width`` (nn.Conv2d's formula)."""
-        left, right, top, bottom = self.padding
-        out_h = (height + top + bottom - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[
-            0
-        ] + 1
-        out_w = (width + left + right - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[
-            1
-        ] + 1
-        return out_h, out_w
-
-    def conv_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``nn.Conv2d`` (or any operator) reproducing this spec."""
-        padding: Any = self.symmetric_padding
-        if padding is None:  # only 'same' with an even effective kernel gets here
-            padding = "same"
-        return dict(
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias,
-            padding_mode=self.padding_mode,
-        )
-
-    def with_(self, **changes: Any) -> ConvSpec:
-        return replace(self, **changes)
-
-
-def _same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
-    """nn.Conv2d's 'same' padding: total d*(k-1), the extra pixel on the right/bottom."""
-    pads = []
-    for k, d in zip(reversed(kernel), reversed(dilation)):  # width first (F.pad order)
-        total = d * (k - 1)
-        pads += [total // 2, total - total // 2]
-    return tuple(pads)  # type: ignore[return-value]
-
-
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec) -> torch.Tensor:
-    """``nn.Conv2d``'s forward for a computed ``weight`` (out, in/groups, kh, kw) under ``spec``'s geometry."""
-    symmetric = spec.symmetric_padding
-    if spec.padding_mode == "zeros" and symmetric is not None:
-        return F.conv2d(x, weight, bias, spec.stride, symmetric, spec.dilation, spec.groups)
-    mode = "constant" if spec.padding_mode == "zeros" else spec.padding_mode
-    x = F.pad(x, spec.padding, mode=mode)
-    return F.conv2d(x, weight, bias, spec.stride, 0, spec.dilation, spec.groups)
-
-
-def make_conv(spec: ConvSpec, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
-    """A plain ``nn.Conv2d`` with ``spec``'s geometry holding copies of ``weight`` and ``bias``."""
-    kwargs = spec.conv_kwargs()
-    kwargs["bias"] = bias is not None
-    conv = nn.Conv2d(**kwargs, device=weight.device, dtype=weight.dtype)
-    if tuple(conv.weight.shape) != tuple(weight.shape):
-        raise ValueError(
-            f"collapsed weight has shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}"
-        )
-    with torch.no_grad():
-        conv.weight.copy_(weight.detach())
-        if bias is not None:
-            conv.bias.copy_(bias.detach())
-    return conv
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One searchable operator parameter. The search turns it into an Optuna distribution.
-
-    ``kind`` is ``int``, ``float``, ``categorical`` or ``bool``. Numeric kinds use ``low``/``high`` (inclusive),
-    optionally ``log`` or ``step``; categorical uses ``choices``.
-    """
-
-    name: str
-    kind: str
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[Any, ...] | None = None
-    log: bool = False
-    step: float | None = None
-    help: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("int", "float", "categorical", "bool"):
-            raise ValueError(f"ParamSpec {self.name}: unknown kind {self.kind!r}")
-        if self.kind in ("int", "float") and (self.low is None or self.high is None):
-            raise ValueError(f"ParamSpec {self.name}: numeric parameters need low and high")
-        if self.kind == "categorical" and not self.choices:
-            raise ValueError(f"ParamSpec {self.name}: categorical parameters need choices")
-
-    def validate(self, value: Any) -> Any:
-        """Return ``value`` coerced to this parameter's type, or raise ValueError naming the parameter."""
-        if self.kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-                return value.lower() in ("true", "1", "yes")
-            raise ValueError(f"{self.name} must be true or false, got {value!r}")
-        if self.kind == "categorical":
-            for choice in self.choices or ():
-                if value == choice or str(value) == str(choice):
-                    return choice
-            raise ValueError(f"{self.name} must be one of {list(self.choices or ())}, got {value!r}")
-        try:
-            number = int(value) if self.kind == "int" else float(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{self.name} must be {'an integer' if self.kind == 'int' else 'a number'}, got {value!r}"
-            ) from None
-        if self.kind == "int" and isinstance(value, float) and not float(value).is_integer():
-            raise ValueError(f"{self.name} must be an integer, got {value!r}")
-        if not (self.low <= number <= self.high):  # type: ignore[operator]
-            raise ValueError(f"{self.name} must be in [{self.low}, {self.high}], got {value!r}")
-        return number
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.kind, "default": self.default}
-        if self.kind in ("int", "float"):
-            out.update(low=self.low, high=self.high)
-            if self.log:
-                out["log"] = True
-            if self.step is not None:
-                out["step"] = self.step
-        if self.kind == "categorical":
-            out["choices"] = list(self.choices or ())
-        if self.help:
-            out["help"] = self.help
-        return out
+__all__ = [
+    "PADDING_MODES",
+    "ConvOperator",
+    "ConvSpec",
+    "Derived",
+    "ParamSpec",
+    "conv2d",
+    "conv_bias_init_",
+    "conv_parameters",
+    "copy_conv_",
+    "kaiming_uniform_",
+    "make_conv",
+]
 
 
 class ConvOperator(nn.Module):
@@ -274,22 +70,21 @@ class ConvOperator(nn.Module):
         )
 
     def derived(self, name: str, build: Callable[[], Derived], *sources: torch.Tensor | None) -> Derived:
-        """``build()``, tensors computed from ``sources`` (the effective kernel, a mask, a kernel and bias), kept and
-        reused while no source changes and no gradient flows to them: in eval under ``no_grad`` an operator then runs
-        its conv alone, as its collapsed form does. Rebuilt when a source changes value (its version counter), storage,
-        dtype or device; never kept while autograd needs the graph, or while tracing or compiling."""
-        tensors = [t for t in sources if t is not None]
-        if (
-            any(isinstance(t, torch.fx.Proxy) for t in tensors)
-            or torch.compiler.is_compiling()
-            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-        ):
-            return build()
-        key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
-        cache = self.__dict__.setdefault("_derived_cache", {})
-        if name not in cache or cache[name][0] != key:
-            cache[name] = (key, build())
-        return cache[name][1]
+        """``build()``, a value computed from ``sources`` and the operator's settings (the effective kernel, a mask,
+        a kernel and bias), kept for inference: in eval under ``no_grad`` an operator then runs its conv alone, as
+        its collapsed form does. The key covers each source (identity, version, storage, dtype, device, layout),
+        every plain attribute of the operator and its submodules (``training`` included) and inference mode; see
+        ``operators.derived``. Never kept while autograd needs the graph, or while tracing or compiling."""
+        cache = self.__dict__.get("_derived_cache")
+        if cache is None:
+            cache = self.__dict__["_derived_cache"] = DerivedCache()
+        return cache.get(self, name, build, sources)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and deep-copied without the kept values (a copy builds its own)."""
+        state = dict(super().__getstate__())
+        state.pop("_derived_cache", None)
+        return state
 
     # -- nn.Conv2d-like attributes, so code that inspects convs keeps working ------------------------------
     @property
@@ -388,14 +183,3 @@ class ConvOperator(nn.Module):
         if s.padding_mode != "zeros":
             text += f", padding_mode={s.padding_mode!r}"
         return text
-
-
-def kaiming_uniform_(weight: torch.Tensor) -> torch.Tensor:
-    """``nn.Conv2d``'s default weight initialization."""
-    return nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-
-
-def conv_bias_init_(bias: torch.Tensor, fan_in: int) -> torch.Tensor:
-    """``nn.Conv2d``'s default bias initialization for a layer with ``fan_in`` inputs per output."""
-    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-    return nn.init.uniform_(bias, -bound, bound)

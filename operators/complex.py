@@ -34,8 +34,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, conv_bias_init_, make_conv
+from .base import ConvOperator
+from .functional import conv2d, make_conv
+from .init import conv_bias_init_
+from .params import ParamSpec
 from .registry import register
+from .spec import ConvSpec
 
 INPUT_MODES = ("auto", "complex", "lift")
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import ConvOperator, ParamSpec, conv2d, conv_bias_init_, kaiming_uniform_, make_conv
+from .base import ConvOperator
+from .functional import conv2d, make_conv
+from .init import conv_parameters, copy_conv_, kaiming_uniform_
+from .params import ParamSpec
 from .registry import register
 
 
@@ -61,21 +64,14 @@ class ConvLoRA2d(ConvOperator):
         fan_in = s.in_channels // s.groups * s.kernel_size[0] * s.kernel_size[1]
         self.rank, self.alpha, self.train_base = int(rank), float(alpha), bool(train_base)
         self.scaling = self.alpha / self.rank
-        weight = kaiming_uniform_(torch.empty(s.out_channels, s.in_channels // s.groups, *s.kernel_size))
-        self.weight = nn.Parameter(weight, requires_grad=self.train_base)  # W0: (O, I/g, kh, kw)
-        self.bias = None
-        if s.bias:
-            self.bias = nn.Parameter(
-                conv_bias_init_(torch.empty(s.out_channels), fan_in), requires_grad=self.train_base
-            )
+        # W0: (O, I/g, kh, kw) and the bias, frozen unless train_base
+        self.weight, self.bias = conv_parameters(s, requires_grad=self.train_base)
         self.lora_A = nn.Parameter(kaiming_uniform_(torch.empty(self.rank, fan_in)))  # (r, I/g * kh * kw)
         self.lora_B = nn.Parameter(torch.zeros(s.out_channels, self.rank))  # (O, r)
 
     def load_conv_weights(self, conv: nn.Conv2d) -> None:
         """``W0`` and the bias are the conv's; ``B = 0`` keeps the output unchanged until training moves it."""
-        self.weight.copy_(conv.weight)
-        if self.bias is not None:
-            self.bias.copy_(conv.bias)
+        copy_conv_(self.weight, self.bias, conv)
 
     def delta_weight(self) -> torch.Tensor:
         """``(alpha / rank) * reshape(B @ A)``, shape (O, I/g, kh, kw)."""

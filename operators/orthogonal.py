@@ -29,10 +29,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, conv_bias_init_, kaiming_uniform_, make_conv
+from .base import ConvOperator
+from .functional import conv2d, make_conv
+from .init import conv_bias_init_, conv_parameters, copy_conv_
 from .orthogonal_bcop import bcop_kernel
 from .orthogonal_spectrum import conv_singular_values, orthogonality_loss
+from .params import ParamSpec
 from .registry import register
+from .spec import ConvSpec
 
 MODES = ("auto", "exact", "soft")
 
@@ -131,12 +135,10 @@ class OrthogonalConv2d(ConvOperator):
             frames = torch.randn(blocks, s.groups, channels, channels // 2) if blocks else None
             # (k_h + k_w - 2, G, c, floor(c / 2)); none for a 1x1 kernel
             self.projector_frames = nn.Parameter(frames) if frames is not None else None
+            fan_in = self.in_per_group * s.kernel_size[0] * s.kernel_size[1]
+            self.bias = nn.Parameter(conv_bias_init_(torch.empty(s.out_channels), fan_in)) if s.bias else None
         else:
-            self.weight = nn.Parameter(torch.empty(s.out_channels, self.in_per_group, *s.kernel_size))
-            kaiming_uniform_(self.weight)
-        self.bias = nn.Parameter(torch.empty(s.out_channels)) if s.bias else None
-        if self.bias is not None:
-            conv_bias_init_(self.bias, self.in_per_group * s.kernel_size[0] * s.kernel_size[1])
+            self.weight, self.bias = conv_parameters(s)
 
     # -- modes ---------------------------------------------------------------------------------------------
     @classmethod
@@ -168,11 +170,11 @@ class OrthogonalConv2d(ConvOperator):
 
     # -- weights -------------------------------------------------------------------------------------------
     def load_conv_weights(self, conv: nn.Conv2d) -> None:
+        if self.mode == "soft":
+            copy_conv_(self.weight, self.bias, conv)
+            return
         if self.bias is not None:
             self.bias.copy_(conv.bias)
-        if self.mode == "soft":
-            self.weight.copy_(conv.weight)
-            return
         s = self.spec
         dc_gain = conv.weight.sum(dim=(-2, -1)).reshape(s.groups, self.out_per_group, self.in_per_group)
         self.head.copy_(_polar_head(dc_gain, self.head.shape[-1]))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import ConvOperator, conv2d, conv_bias_init_, kaiming_uniform_, make_conv
+from .base import ConvOperator
+from .functional import conv2d, make_conv
+from .init import conv_parameters, copy_conv_
 from .registry import register
 
 
@@ -31,17 +33,10 @@ class PlainConv2d(ConvOperator):
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
         )
-        s = self.spec
-        self.weight = nn.Parameter(torch.empty(s.out_channels, s.in_channels // s.groups, *s.kernel_size))
-        self.bias = nn.Parameter(torch.empty(s.out_channels)) if s.bias else None
-        kaiming_uniform_(self.weight)
-        if self.bias is not None:
-            conv_bias_init_(self.bias, self.weight[0].numel())
+        self.weight, self.bias = conv_parameters(self.spec)
 
     def load_conv_weights(self, conv: nn.Conv2d) -> None:
-        self.weight.copy_(conv.weight)
-        if self.bias is not None:
-            self.bias.copy_(conv.bias)
+        copy_conv_(self.weight, self.bias, conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
         return conv2d(x, self.weight, self.bias, self.spec)

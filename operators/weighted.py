@@ -19,8 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ConvOperator, ConvSpec, ParamSpec, conv2d, conv_bias_init_, kaiming_uniform_, make_conv
+from .base import ConvOperator
+from .functional import conv2d, make_conv
+from .init import conv_parameters, copy_conv_
+from .params import ParamSpec
 from .registry import register
+from .spec import ConvSpec
 
 MAX_RADIUS = 3  # density, density_2, density_3: kernels up to 7x7
 
@@ -72,12 +76,7 @@ class WeightedConv2d(ConvOperator):
         if reason is not None:
             raise ValueError(f"weighted: {reason}")
         s = self.spec
-        self.weight = nn.Parameter(
-            kaiming_uniform_(torch.empty(s.out_channels, s.in_channels // s.groups, *s.kernel_size))
-        )
-        self.bias = nn.Parameter(torch.empty(s.out_channels)) if s.bias else None
-        if self.bias is not None:
-            conv_bias_init_(self.bias, self.weight[0].numel())
+        self.weight, self.bias = conv_parameters(s)
         radius = max(s.kernel_size) // 2
         values = torch.tensor(
             [density, density_2, density_3][:radius], dtype=torch.get_default_dtype()
@@ -105,9 +104,7 @@ class WeightedConv2d(ConvOperator):
 
     def load_conv_weights(self, conv: nn.Conv2d) -> None:
         """Reuse the conv's kernel and bias as ``W`` (the effective kernel is ``W * outer(a, a)``)."""
-        self.weight.copy_(conv.weight)
-        if self.bias is not None:
-            self.bias.copy_(conv.bias)
+        copy_conv_(self.weight, self.bias, conv)
 
     def mask(self) -> torch.Tensor:
         """``outer(a_h, a_w)``, shape (kh, kw); a fixed density's mask is computed once (``derived``): a training step
