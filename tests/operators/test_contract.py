@@ -1,7 +1,8 @@
 """The contract every registered operator keeps (DESIGN.md "Operators"; issue 3).
 
 Runs over ``operators.names()`` x each operator's ``example_params`` x the geometries below. A combination the
-operator declares ineligible is checked for a reason string instead; every operator must accept some of them.
+operator declares ineligible is checked for a reason string and skipped with that reason; every operator must
+accept some of them.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ CASES = [
 
 
 def _build(name: str, params: dict, geometry, dtype=torch.float32, seed: int = 0):
-    """(operator from a reference conv, the reference conv, an input) or None when ineligible."""
+    """(operator from a reference conv, the reference conv, an input), or the reason when ineligible."""
     _, kwargs, shape = geometry
     torch.manual_seed(seed)
     conv = nn.Conv2d(**kwargs).to(dtype)
@@ -69,10 +70,18 @@ def _build(name: str, params: dict, geometry, dtype=torch.float32, seed: int = 0
     reason = cls.eligibility(ConvSpec.from_conv(conv), **params)
     if reason is not None:
         assert isinstance(reason, str) and reason.strip(), f"{name}: an ineligible conv needs a reason"
-        return None
+        return reason
     op = cls.from_conv(conv, **params).to(dtype)
     x = torch.randn(shape, dtype=dtype)
     return op, conv, x
+
+
+def _build_or_skip(name: str, params: dict, geometry, dtype=torch.float32, seed: int = 0):
+    """``_build``'s operator, conv and input; an ineligible combination is skipped with the operator's reason."""
+    built = _build(name, params, geometry, dtype, seed)
+    if isinstance(built, str):
+        pytest.skip(f"{name} {params} on {geometry[0]}: ineligible: {built}")
+    return built
 
 
 def _perturb_(op: ConvOperator, seed: int = 1) -> None:
@@ -114,16 +123,13 @@ def test_param_schema_and_defaults(name):
 @pytest.mark.parametrize("name", operators.names())
 def test_accepts_some_geometry(name):
     cls = operators.get(name)
-    eligible = [g for g in GEOMETRIES for p in cls.example_params if _build(name, p, g) is not None]
+    eligible = [g for g in GEOMETRIES for p in cls.example_params if not isinstance(_build(name, p, g), str)]
     assert eligible, f"{name} accepts none of the contract geometries"
 
 
 @pytest.mark.parametrize("name,params,geometry", CASES)
 def test_shape_collapse_trace_state_dict(name, params, geometry):
-    built = _build(name, params, geometry)
-    if built is None:
-        return  # ineligibility (with its reason) was checked in _build
-    op, conv, x = built
+    op, conv, x = _build_or_skip(name, params, geometry)
     assert op(x).shape == conv(x).shape
 
     _perturb_(op)
@@ -159,9 +165,7 @@ def test_shape_collapse_trace_state_dict(name, params, geometry):
 def test_inference_reuses_its_kernel_only_while_the_parameters_stay(name, params, geometry):
     """Under no_grad an operator may keep its effective kernel (``ConvOperator.derived``); every in-place change of
     a parameter or buffer (an optimizer step, load_state_dict) must show in the next output."""
-    built = _build(name, params, geometry)
-    if built is None:
-        return
+    built = _build_or_skip(name, params, geometry)
     op, _, x = built
     op.eval()
     with torch.no_grad():
@@ -181,10 +185,7 @@ def test_inference_reuses_its_kernel_only_while_the_parameters_stay(name, params
 
 @pytest.mark.parametrize("name,params,geometry", CASES)
 def test_collapse_float64_exact(name, params, geometry):
-    built = _build(name, params, geometry, dtype=torch.float64)
-    if built is None:
-        return
-    op, _, x = built
+    op, _, x = _build_or_skip(name, params, geometry, dtype=torch.float64)
     _perturb_(op)
     op.eval()
     with torch.no_grad():
@@ -194,10 +195,7 @@ def test_collapse_float64_exact(name, params, geometry):
 
 @pytest.mark.parametrize("name,params,geometry", CASES)
 def test_gradients_reach_every_trainable_parameter(name, params, geometry):
-    built = _build(name, params, geometry)
-    if built is None:
-        return
-    op, _, x = built
+    op, _, x = _build_or_skip(name, params, geometry)
     _perturb_(op)
     op.train()
     out = op(x)
@@ -213,32 +211,41 @@ def test_gradients_reach_every_trainable_parameter(name, params, geometry):
             assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname}"
 
 
-@pytest.mark.parametrize("name", operators.names())
-def test_gradcheck_float64(name):
-    cls = operators.get(name)
-    geometry = ("small", dict(in_channels=2, out_channels=2, kernel_size=3, padding=1), (1, 2, 5, 5))
-    for params in cls.example_params:
+GRADCHECK_GEOMETRIES = [
+    ("small", dict(in_channels=2, out_channels=2, kernel_size=3, padding=1), (1, 2, 5, 5)),
+    ("small_dw", dict(in_channels=2, out_channels=2, kernel_size=3, padding=1, groups=2), (1, 2, 5, 5)),
+]
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        pytest.param(name, params, id=f"{name}-{i}")
+        for name in operators.names()
+        for i, params in enumerate(operators.get(name).example_params)
+    ],
+)
+def test_gradcheck_float64(name, params):
+    """On the small dense geometry, or the depthwise one where the dense one is ineligible."""
+    reasons = []
+    for geometry in GRADCHECK_GEOMETRIES:
         built = _build(name, params, geometry, dtype=torch.float64)
-        if built is None:
-            geometry = (
-                "small_dw",
-                dict(in_channels=2, out_channels=2, kernel_size=3, padding=1, groups=2),
-                (1, 2, 5, 5),
-            )
-            built = _build(name, params, geometry, dtype=torch.float64)
-        if built is None:
-            continue
-        op, _, x = built
-        _perturb_(op)
-        op.eval()  # BN in eval keeps the function deterministic for finite differences
-        names = [n for n, p in op.named_parameters() if p.requires_grad]
-        values = tuple(dict(op.named_parameters())[n].detach().clone().requires_grad_() for n in names)
-        x = x.requires_grad_()
+        if not isinstance(built, str):
+            break
+        reasons.append(f"{geometry[0]}: {built}")
+    else:
+        pytest.skip(f"{name} {params}: ineligible: " + "; ".join(reasons))
+    op, _, x = built
+    _perturb_(op)
+    op.eval()  # BN in eval keeps the function deterministic for finite differences
+    names = [n for n, p in op.named_parameters() if p.requires_grad]
+    values = tuple(dict(op.named_parameters())[n].detach().clone().requires_grad_() for n in names)
+    x = x.requires_grad_()
 
-        def fn(inp, *param_values, op=op, names=names):
-            return torch.func.functional_call(op, dict(zip(names, param_values)), (inp,))
+    def fn(inp, *param_values):
+        return torch.func.functional_call(op, dict(zip(names, param_values)), (inp,))
 
-        assert torch.autograd.gradcheck(fn, (x, *values), eps=1e-6, atol=1e-5, rtol=1e-3)
+    assert torch.autograd.gradcheck(fn, (x, *values), eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
 def test_from_conv_reuses_plain_weights():
