@@ -1,4 +1,5 @@
-"""Built-in model families: ``register_family``, ``get_family``, ``family_names``.
+"""Built-in model families: ``register_family``, ``get_family``, ``family_names`` (an
+``operators.registry.Registry``).
 
 A family is architecture as data: a frozen dataclass of parameters per named config plus a builder.
 ``regnet:RegNetY-400MF`` means family ``regnet``, config ``RegNetY-400MF``.
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
+
+from operators.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -35,22 +38,18 @@ class Family:
             raise KeyError(f"family {self.name!r} has no config {config_name!r} (known: {known})") from None
 
 
-_FAMILIES: dict[str, Family] = {}
+FAMILIES: Registry[Family] = Registry("model family")
 
 
 def register_family(family: Family) -> Family:
-    if family.name in _FAMILIES:
-        raise ValueError(f"family {family.name!r} is already registered")
-    _FAMILIES[family.name] = family
-    return family
+    """Add a family; a duplicate name raises ValueError."""
+    return FAMILIES.register(family.name, family)
 
 
 def get_family(name: str) -> Family:
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise KeyError(f"unknown model family {name!r} (known: {', '.join(family_names())})") from None
+    """The family registered as ``name``; an unknown name raises KeyError listing the known ones."""
+    return FAMILIES.get(name)
 
 
 def family_names() -> list[str]:
-    return list(_FAMILIES)
+    return FAMILIES.names()

@@ -1,4 +1,4 @@
-"""The dataset registry: ``register``, ``get``, ``names``.
+"""The dataset registry: ``register``, ``get``, ``names`` (an ``operators.registry.Registry``).
 
 A dataset is a name, a one-line summary, its option schema and a loader
 ``load(config, input_shape, options) -> (train, val, info)``; the options reach the loader already
@@ -14,6 +14,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from nas.errors import DataError
+from operators.registry import Registry, UnknownName
 
 from .config import DataConfig, DatasetInfo
 from .options import Option
@@ -30,25 +31,21 @@ class DatasetEntry:
     load: Loader
 
 
-_DATASETS: dict[str, DatasetEntry] = {}
+DATASETS: Registry[DatasetEntry] = Registry("dataset", hint=", or 'package.module:callable'")
 
 
 def register(entry: DatasetEntry) -> DatasetEntry:
     """Add a dataset; a duplicate name raises ValueError."""
-    if entry.name in _DATASETS:
-        raise ValueError(f"dataset {entry.name!r} is already registered")
-    _DATASETS[entry.name] = entry
-    return entry
+    return DATASETS.register(entry.name, entry)
 
 
 def get(name: str) -> DatasetEntry:
     """The dataset registered as ``name``; an unknown name raises DataError listing the known ones."""
     try:
-        return _DATASETS[name]
-    except KeyError:
-        known = ", ".join(names())
-        raise DataError(f"unknown dataset {name!r} (known: {known}, or 'package.module:callable')") from None
+        return DATASETS.get(name)
+    except UnknownName as error:
+        raise DataError(str(error)) from None
 
 
 def names() -> list[str]:
-    return list(_DATASETS)
+    return DATASETS.names()

@@ -14,7 +14,8 @@ Dollar et al. 2021 (pycls ``scaler.py`` semantics):
 - VGG and DnCNN (not scaled by pycls; a simple rule in the same spirit): per-stage conv counts (DnCNN: its
   ``depth - 2`` middle layers) scaled like depths, widths like widths, resolution like resolution.
 
-Families register a ``FamilyScaler`` under their parameter dataclass (``register_scaler``).
+Families register a ``FamilyScaler`` under their parameter dataclass (``register_scaler``; the registry is an
+``operators.registry.Registry`` keyed by the dataclass's qualified name).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from torch import nn
 
+from operators.registry import Registry
 from search_spaces.anynet import AnyNetParams, adjust_block_compatibility, build_anynet
 from search_spaces.dncnn import DnCNNParams, build_dncnn
 from search_spaces.effnet import EffNetParams, build_effnet
@@ -51,23 +53,27 @@ class FamilyScaler:
     note: str = ""
 
 
-_SCALERS: dict[type, FamilyScaler] = {}
+SCALERS: Registry[FamilyScaler] = Registry("family scaler")
+
+
+def scaler_key(params_type: type) -> str:
+    """The registry's name for a parameter dataclass: its qualified name, module included."""
+    return f"{params_type.__module__}.{params_type.__qualname__}"
 
 
 def register_scaler(scaler: FamilyScaler) -> FamilyScaler:
-    if scaler.params_type in _SCALERS:
-        raise ValueError(f"a scaler for {scaler.params_type.__name__} is already registered")
-    _SCALERS[scaler.params_type] = scaler
-    return scaler
+    """Add the scaler of one parameter dataclass; a second one for the same dataclass raises ValueError."""
+    return SCALERS.register(scaler_key(scaler.params_type), scaler)
 
 
 def get_scaler(params: Any) -> FamilyScaler | None:
     """The scaler registered for ``params``'s dataclass, None when there is none."""
-    return _SCALERS.get(type(params))
+    key = scaler_key(type(params))
+    return SCALERS.get(key) if key in SCALERS else None
 
 
 def scalable_types() -> list[str]:
-    return [cls.__name__ for cls in _SCALERS]
+    return [SCALERS.get(key).params_type.__name__ for key in SCALERS.names()]
 
 
 def with_input_shape(params: Any, input_shape: tuple[int, int, int]) -> Any:
