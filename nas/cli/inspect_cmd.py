@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import NasError
+from ..extras import require
 from .common import (
     add_model_arguments,
     console_for_tables,
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             channels_last=args.channels_last,
         )
+    if args.counter == "fvcore":
+        require("fvcore", "nas inspect --counter fvcore")
     analysis = analyze(
         args.model,
         model_kwargs=parse_model_args(args.model_args),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..extras import require
+
 EXAMPLES = """\
 examples:
   nas search --space convops.yaml                       the default space (bundled digits data)
@@ -79,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from ..space import load_space
     from .report_cmd import print_report
 
+    if args.backend == "ray":
+        require("ray", "nas search --backend ray")
     space = load_space(args.space, space_overrides(args))
     study_dir = Path(args.study_dir) if args.study_dir else default_study_dir(space)
     progress = SearchProgress(space.name, [o.metric for o in space.objectives], quiet=args.quiet)

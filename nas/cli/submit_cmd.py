@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import NasError
+from ..extras import require
 
 EXAMPLES = """\
 examples:
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             "--address: the cluster's dashboard address is required, e.g. --address http://HEAD:8265"
         )
     dashboard_url(args.address)
+    require("ray", "nas submit")
     token = auth_token(args.token)
     try:
         submission = Submission.prepare(args) if args.space else None  # a bad space fails before any contact

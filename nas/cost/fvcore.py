@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..extras import require
 from ..graph.collapse import collapse_operators
 
 MULTIPLY_ADD_OPS = ("conv", "linear", "matmul", "bmm", "einsum", "addmm", "mm")
@@ -21,6 +22,7 @@ MULTIPLY_ADD_OPS = ("conv", "linear", "matmul", "bmm", "einsum", "addmm", "mm")
 
 def fvcore_count(model: nn.Module, input_shape: Sequence[int]) -> dict[str, Any]:
     """MACs (conv, linear, matmul) and conv/linear output elements as fvcore counts them, on the deployed model."""
+    require("fvcore", "the fvcore cross-check")
     from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
     deployed = collapse_operators(model).eval()
