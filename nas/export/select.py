@@ -1,6 +1,7 @@
 """Which trial of a study to export: ``--trial N``, ``--best METRIC``, ``--pareto-rank K`` or, by default, the
-best Pareto trial by the first objective. A trial that cannot be exported (unknown, failed, pruned, still
-running, infeasible, or without saved weights) is a NasError naming the trial and why."""
+best Pareto trial by the first objective. A trial that cannot be exported (unknown, failed, pruned, stopped
+early at a rung, still running, infeasible, or without saved weights) is a NasError naming the trial and why;
+``--best`` and ``--pareto-rank`` choose among COMPLETE trials only."""
 
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ def _why_not(trial: FrozenTrial) -> str | None:
         return f"failed ({trial.user_attrs.get('error') or 'no reason recorded'})"
     if state == "pruned":
         return "was pruned (stopped before the end of its training)"
+    if state.startswith("stopped@"):
+        epoch = trial.user_attrs["stopped_at_epoch"]
+        return f"was stopped early at epoch {epoch} (search.early_stopping) and its weights were not kept"
     if state != "complete":
         return f"has not finished (state {state})"
     if not _feasible(trial):

@@ -1,7 +1,9 @@
 """The local backend: an Optuna study in this process (or ``search.parallel`` worker processes on one storage).
 
 A trial that raises (exception, NaN loss, out of memory) is recorded as failed with its reason and the study
-goes on. Ctrl-C marks the running trial failed ("interrupted") and stops; the same command resumes.
+goes on. Ctrl-C marks the running trial failed ("interrupted") and stops; the same command resumes. With
+``search.early_stopping`` a trial may be stopped at a rung (``early_stopping``): PRUNED with its partial metrics
+and ``stopped_at_epoch``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import optuna
 import torch
 
 from ..space.schema import Space
-from ..trial import TrialContext, TrialOutcome, run_trial
+from ..trial import TrialContext, TrialOutcome, run_trial, save_json
+from .early_stopping import STOPPED_AT, EarlyStopped, RungLedger
+from .early_stopping import describe as describe_early_stopping
 from .progress import SearchProgress
 from .sampling import SearchPlan, make_pruner, make_sampler, suggest_candidate
 from .study import (
@@ -57,23 +61,32 @@ class Objective:
             self.progress.trial_started(
                 trial.number, f"scale {candidate.scale:g}, {candidate.operator_mix()}"
             )
-        prune = self.space.search.pruner != "none" and len(self.space.objectives) == 1
+        single = len(self.space.objectives) == 1
+        prune = self.space.search.pruner != "none" and single
+        ledger = RungLedger.for_trial(trial, self.space) if self.space.search.early_stopping else None
         metric = self.space.objectives[0].metric
+        folder = trial_dir(self.study_dir, trial.number)
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             trial.set_user_attr("heartbeat", time.time())
             if self.progress:
                 self.progress.epoch(trial.number, epoch, self.space.train.epochs, metrics)
-            if prune and metric in metrics:
+            if single and (prune or ledger) and metric in metrics:  # TPE ranks a stopped trial by it
                 trial.report(float(metrics[metric]), epoch)
-                if trial.should_prune():
+                if prune and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            if ledger is not None:
+                ledger.check(trial._trial_id, epoch, metrics)
 
         try:
-            outcome = run_trial(self.context, candidate, trial_dir(self.study_dir, trial.number), on_epoch)
+            outcome = run_trial(self.context, candidate, folder, on_epoch)
         except optuna.TrialPruned:
             trial.set_user_attr("pruned", True)
             raise
+        except EarlyStopped as stop:
+            save_json(folder / "metrics.json", stop.metrics)
+            record_stopped(trial, stop.metrics)
+            raise optuna.TrialPruned(str(stop)) from None
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted by the user")
             trial.set_user_attr("interrupted", True)
@@ -96,6 +109,14 @@ def record_outcome(trial: optuna.Trial, space: Space, outcome: TrialOutcome) -> 
     if outcome.state == "infeasible":
         trial.set_user_attr("infeasible", True)
     return outcome.values[0] if len(outcome.values) == 1 else outcome.values
+
+
+def record_stopped(trial: optuna.Trial, metrics: dict[str, Any]) -> None:
+    """Put a trial stopped early (``early_stopping``) on its Optuna trial before it is told PRUNED (every
+    backend): its partial metrics (``metrics``, with ``stopped_at_epoch``), ``stopped_at_epoch`` and ``pruned``."""
+    trial.set_user_attr("metrics", _jsonable(metrics))
+    trial.set_user_attr(STOPPED_AT, int(metrics[STOPPED_AT]))
+    trial.set_user_attr("pruned", True)
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +155,8 @@ def run_local(
     )
     if retried:
         progress.line(f"retrying interrupted trials {retried}")
+    if space.search.early_stopping is not None:
+        progress.line(describe_early_stopping(space))
     if remaining <= 0:
         progress.line(f"all {space.search.trials} trials are finished (raise --trials to run more)")
         progress.stop()

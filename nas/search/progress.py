@@ -1,6 +1,7 @@
 """What the user sees while a search runs: a live panel on a terminal, plain log lines otherwise.
 
-Panel: trial i/N, epoch, current metrics, best so far (or the Pareto front's size), failures.
+Panel: trial i/N, epoch, current metrics, best so far (or the Pareto front's size), failures. A trial that early
+stopping ends at a rung shows as "stopped at epoch E" with its objectives as measured then.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ def _format_metrics(
     metrics: dict[str, Any], keys: tuple[str, ...] = ("accuracy", "psnr", "loss", "train_loss")
 ) -> str:
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), (int, float)))
+
+
+def _partial_values(objectives: list[str], metrics: dict[str, Any]) -> str:
+    """A stopped trial's objectives as measured at the epoch it stopped at."""
+    return ", ".join(f"{o} {metrics[o]:.4g}" for o in objectives if isinstance(metrics.get(o), (int, float)))
 
 
 class SearchProgress:
@@ -86,6 +92,10 @@ class SearchProgress:
         status = trial.state.name.lower()
         if trial.user_attrs.get("infeasible"):
             status = "infeasible (not trained)"
+        stopped_at = trial.user_attrs.get("stopped_at_epoch")
+        if trial.state == TrialState.PRUNED and stopped_at is not None:
+            status = f"stopped at epoch {stopped_at} (early stopping)"
+            values = _partial_values(self.objectives, trial.user_attrs.get("metrics", {}))
         error = trial.user_attrs.get("error")
         detail = f"  error: {error}" if error else ""
         self.line(

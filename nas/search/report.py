@@ -2,7 +2,8 @@
 
 JSON: ``study``, ``directions``, ``objectives``, ``trials`` (``number``, ``state``, ``values``, ``params``,
 ``candidate``, ``metrics`` with ``flops``, ``params``, ``acts``, ``latency_ms`` where measured, ``accuracy`` or
-``psnr``, and ``error`` for failed trials; ``baseline`` on the plain control trials), ``pareto`` (trial numbers)
+``psnr``, and ``error`` for failed trials; ``baseline`` on the plain control trials; ``stopped_at_epoch`` and
+state ``stopped@E`` for a trial early stopping ended at a rung), ``pareto`` (trial numbers)
 and ``baselines`` (each Pareto model against the plain model of equal or higher cost, with the quality
 difference's 95% interval and verdict; see ``baselines.compare_with_baselines``).
 """
@@ -40,15 +41,19 @@ METRIC_KEYS = (
 
 
 def state_name(trial: optuna.trial.FrozenTrial) -> str:
+    """complete, infeasible, stopped@E (early stopping at epoch E), pruned, fail, interrupted, running..."""
     if trial.user_attrs.get("infeasible"):
         return "infeasible"
+    if trial.state == TrialState.PRUNED and trial.user_attrs.get("stopped_at_epoch") is not None:
+        return f"stopped@{trial.user_attrs['stopped_at_epoch']}"
     if trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted"):
         return "interrupted"
     return trial.state.name.lower()
 
 
 def pareto_numbers(study: optuna.Study) -> list[int]:
-    """Feasible, trained trials on the Pareto front (the best trial for a single objective)."""
+    """Feasible, trained trials on the Pareto front (the best trial for a single objective); never a pruned or
+    stopped trial (only COMPLETE ones count, whatever values a stopped one had)."""
     complete = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -87,6 +92,8 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         record["error"] = trial.user_attrs["error"]
     if trial.user_attrs.get("baseline"):
         record["baseline"] = True
+    if trial.user_attrs.get("stopped_at_epoch") is not None:  # its metrics are those of that epoch
+        record["stopped_at_epoch"] = trial.user_attrs["stopped_at_epoch"]
     if trial.user_attrs.get("retry_of") is not None:
         record["retry_of"] = trial.user_attrs["retry_of"]
     if trial.user_attrs.get("constraints"):
