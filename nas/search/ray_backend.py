@@ -8,9 +8,12 @@ study the same whichever backend ran it.
   ``--address auto`` or ``HOST:6379`` joins a running cluster (``nas submit`` runs this inside a Ray Job there).
 - Per trial: ``resources: {cpu, gpu}`` of the space (fractional GPUs share one card); at most ``search.parallel``
   trials at once; ``search.timeout`` stops handing out new trials.
-- Early stopping: a single-objective space with ``search.pruner`` set (median or hyperband) runs Tune's ASHA
-  scheduler on that objective (Optuna's pruners do not run inside Tune); otherwise trials run to the end (FIFO).
-  Pruned trials are PRUNED in the study.
+- Early stopping: ``search.early_stopping`` (MO-ASHA, any number of objectives) runs inside the trainable as it
+  does locally (``early_stopping``): each worker opens the study's storage and records and reads the rung ledger
+  there; a trial stopped at a rung reports a "stopped" outcome that the recorder makes PRUNED with its partial
+  metrics and ``stopped_at_epoch``; Tune's scheduler stays FIFO. A single-objective space with ``search.pruner``
+  set (median or hyperband) runs Tune's ASHA scheduler on that objective instead (Optuna's pruners do not run
+  inside Tune); otherwise trials run to the end (FIFO). Pruned trials are PRUNED in the study.
 - Faults: each epoch but the last reports a checkpoint of the training state; a trial whose worker dies is
   restarted from it, at most ``search.max_retries`` times, then recorded as failed with Ray's reason.
   An interrupted search (Ctrl-C, a killed driver, a stopped job) is restored with Ray Tune's ``Tuner.restore``
@@ -47,6 +50,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ..errors import NasError
 from ..space.schema import Space
 from .baselines import describe_enqueued, enqueue_baselines
+from .early_stopping import describe as describe_early_stopping
 from .progress import SearchProgress
 from .ray_context import RECORD_KEY, RayRun, lookup, optuna_number, register, unregister
 from .sampling import SearchPlan, make_sampler
@@ -80,7 +84,7 @@ def run_ray(
     # left in a deleted directory. The driver has read its files; it waits in the study directory, and the
     # trials step into `here` (the path) when they start.
     deadline = time.time() + space.search.timeout if space.search.timeout else None
-    key = register(RayRun(space, study_dir, study, progress, deadline, cwd=here))
+    key = register(RayRun(space, study_dir, study, progress, deadline, cwd=here, storage_url=storage_url))
     root = study_dir / EXPERIMENTS
     per_trial = f"{space.resources.cpu:g} CPU" + (
         f", {space.resources.gpu:g} GPU" if space.resources.gpu else ""
@@ -97,6 +101,8 @@ def run_ray(
             )
             if baselines:
                 progress.line(describe_enqueued(baselines))
+            if space.search.early_stopping is not None:
+                progress.line(describe_early_stopping(space))
             _search(key, plan, root)
     finally:
         progress.stop()
@@ -147,7 +153,13 @@ def _trainable(run: RayRun):
 
     resources = {"cpu": run.space.resources.cpu, "gpu": run.space.resources.gpu}
     return tune.with_resources(
-        tune.with_parameters(run_candidate, space=run.space, study_dir=str(run.study_dir), cwd=run.cwd),
+        tune.with_parameters(
+            run_candidate,
+            space=run.space,
+            study_dir=str(run.study_dir),
+            cwd=run.cwd,
+            storage_url=run.storage_url,
+        ),
         resources,
     )
 

@@ -17,7 +17,7 @@ from ..space.schema import Space
 from .progress import SearchProgress
 
 NAS_KEY = "nas"  # the trial's config entry: Optuna trial number and id, the candidate
-RECORD_KEY = "nas_record"  # the last result of a trial that ran to the end: its outcome as JSON
+RECORD_KEY = "nas_record"  # the last result of a trial that ran to the end or was stopped at a rung, as JSON
 
 
 @dataclass
@@ -31,6 +31,7 @@ class RayRun:
     trials: dict[int, optuna.Trial] = field(default_factory=dict)  # storage trial id -> running trial
     running: set[str] = field(default_factory=set)  # Tune trial ids started and not ended
     cwd: str = "."  # the driver's working directory: the trials work there when their node has it
+    storage_url: str | None = None  # --storage: the trials open it too (early stopping's rung ledger)
 
 
 _RUNS: dict[str, RayRun] = {}

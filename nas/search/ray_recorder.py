@@ -5,6 +5,8 @@
 How a Tune trial ends -> its Optuna trial:
 - its last result carries the outcome (``RECORD_KEY``): COMPLETE (values told; infeasible ones flagged), or FAIL
   with the pipeline's error (exception, NaN, out of memory); non-finite values are FAIL, never left RUNNING;
+- stopped at a rung by early stopping (its outcome says "stopped"): PRUNED, user attrs ``pruned``,
+  ``stopped_at_epoch`` and ``metrics`` (those of that epoch), as the local backend records it;
 - stopped early by the scheduler (ASHA): PRUNED, user attr ``pruned``;
 - stopped for another reason before it finished: FAIL, ``interrupted`` (retried when the command runs again);
 - its worker died more often than ``search.max_retries`` allows: FAIL with Ray's reason.
@@ -24,7 +26,7 @@ from ray.tune.experiment import Trial as TuneTrial
 
 from ..candidate import Candidate
 from ..trial import TrialOutcome
-from .local import describe_error, record_outcome
+from .local import describe_error, record_outcome, record_stopped
 from .ray_context import NAS_KEY, RECORD_KEY, RayRun, lookup, optuna_number
 from .study import owner_attrs
 
@@ -131,6 +133,10 @@ class StudyRecorder(tune.Callback):
         if record["state"] == "failed":
             optuna_trial.set_user_attr("error", record["error"])
             run.study.tell(optuna_trial, state=TrialState.FAIL, skip_if_finished=True)
+            return
+        if record["state"] == "stopped":  # early stopping at a rung, as the local backend records it
+            record_stopped(optuna_trial, record["metrics"])
+            run.study.tell(optuna_trial, state=TrialState.PRUNED, skip_if_finished=True)
             return
         outcome = TrialOutcome(
             record["state"],

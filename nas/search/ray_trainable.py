@@ -2,7 +2,9 @@
 every epoch to Ray Tune with a checkpoint of the training state, and the outcome as its last result.
 
 A trial whose worker dies is restarted by Tune from its last checkpoint (``search.max_retries`` times): training
-resumes after the last finished epoch. A trial that raises (bad candidate, NaN, out of memory) is not retried:
+resumes after the last finished epoch. With ``search.early_stopping`` the worker opens the study's storage and
+takes each rung decision from the shared ledger (``early_stopping``), before the epoch's checkpoint is reported;
+a trial stopped at a rung ends with a "stopped" outcome (its metrics then and ``stopped_at_epoch``). A trial that raises (bad candidate, NaN, out of memory) is not retried:
 its error is its outcome, recorded as a failed Optuna trial by the driver (``ray_recorder``).
 """
 
@@ -25,7 +27,8 @@ from ray import tune
 
 from ..candidate import Candidate
 from ..space.schema import Space
-from ..trial import TrialContext, run_trial
+from ..trial import TrialContext, run_trial, save_json
+from .early_stopping import EarlyStopped, RungLedger
 from .local import describe_error
 from .ray_context import NAS_KEY, RECORD_KEY
 from .study import trial_dir
@@ -83,7 +86,9 @@ def trial_config(number: int, trial_id: int, candidate: Candidate) -> dict[str, 
     return {NAS_KEY: {"number": number, "trial_id": trial_id, "candidate": candidate.to_dict()}}
 
 
-def run_candidate(config: dict[str, Any], space: Space, study_dir: str, cwd: str) -> None:
+def run_candidate(
+    config: dict[str, Any], space: Space, study_dir: str, cwd: str, storage_url: str | None = None
+) -> None:
     """The Tune trainable. Writes ``trials/<N>/`` in the study directory as the local backend does."""
     # Quiet: not a line per checkpoint in the driver's output.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -96,9 +101,14 @@ def run_candidate(config: dict[str, Any], space: Space, study_dir: str, cwd: str
     checkpoint = TuneCheckpoint(tune.get_checkpoint())
     shown["node_id"] = ray.get_runtime_context().get_node_id()  # where it ran, for the record
 
+    folder = trial_dir(Path(study_dir), int(info["number"]))
+    ledger = RungLedger.open(space, Path(study_dir), storage_url) if space.search.early_stopping else None
+
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         last.clear()
         last.update(metrics, epoch=epoch)
+        if ledger is not None:  # decided before the checkpoint: a trial restored after a stop stops again
+            ledger.check(int(info["trial_id"]), epoch, metrics)
         if epoch < epochs:  # the last epoch's metrics travel with the outcome
             with checkpoint.take() as saved:
                 tune.report({**shown, **metrics, "epoch": epoch}, checkpoint=saved)
@@ -106,7 +116,6 @@ def run_candidate(config: dict[str, Any], space: Space, study_dir: str, cwd: str
     try:
         context = _context(space)
         candidate = Candidate.from_dict(info["candidate"])
-        folder = trial_dir(Path(study_dir), int(info["number"]))
         outcome = run_trial(context, candidate, folder, on_epoch, checkpoint=checkpoint)
         record: dict[str, Any] = {
             "state": outcome.state,
@@ -115,6 +124,9 @@ def run_candidate(config: dict[str, Any], space: Space, study_dir: str, cwd: str
             "metrics": outcome.metrics,
         }
         shown.update(zip((o.metric for o in space.objectives), outcome.values))
+    except EarlyStopped as stop:
+        save_json(folder / "metrics.json", stop.metrics)
+        record = {"state": "stopped", "epoch": stop.epoch, "metrics": stop.metrics}
     except Exception as error:
         record = {"state": "failed", "error": describe_error(error)}
         if torch.cuda.is_available():
