@@ -59,6 +59,11 @@ def _version() -> str:
     return __version__
 
 
+def one_line(message: str) -> str:
+    """An error message as one line: line breaks inside it (from a key or a value) shown escaped."""
+    return "\\n".join(message.strip().splitlines())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -72,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasError as error:
         if debug:
             traceback.print_exc()
-        print(f"nas {args.command}: error: {error}", file=sys.stderr)
+        print(f"nas {args.command}: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nas {args.command}: interrupted", file=sys.stderr)
@@ -82,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         else:
             print(
-                f"nas {args.command}: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+                f"nas {args.command}: internal error: {type(error).__name__}: {one_line(str(error))} "
+                "(rerun with --debug for the traceback)",
                 file=sys.stderr,
             )
         return 1

@@ -95,12 +95,12 @@ def check_or_write_space(space: Space, study_dir: Path) -> None:
 
 
 def load_study_space(study_dir: Path) -> Space:
-    from ..space.loader import build_space
+    from ..space.loader import load_space
 
     path = Path(study_dir) / SPACE_FILE
     if not path.exists():
         raise NasError(f"{study_dir}: not a study directory (no {SPACE_FILE}); run `nas search` first")
-    return build_space(yaml.safe_load(path.read_text()), str(path))
+    return load_space(str(path))
 
 
 def open_storage(

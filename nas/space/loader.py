@@ -102,7 +102,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 def _param_domain(value: Any, path: str) -> ParamDomain:
     if isinstance(value, Mapping):
         if "choices" in value:
-            return ParamDomain(choices=convert(tuple[Any, ...], value["choices"], join(path, "choices")))
+            choices = convert(tuple[Any, ...], value["choices"], join(path, "choices"))
+            if not choices:
+                raise SchemaError(join(path, "choices"), "an empty list of choices")
+            return ParamDomain(choices=choices)
         data = dict(value)
         return from_mapping(ParamDomain, data, path)
     if isinstance(value, list):
@@ -156,6 +159,13 @@ def _check_domain(spec: operators.ParamSpec, domain: ParamDomain, path: str) -> 
         spec.validate(domain.high)
         if domain.low > domain.high:
             raise ValueError(f"low {domain.low} > high {domain.high}")
+        if domain.step is not None:
+            if not domain.step > 0:
+                raise ValueError(f"step must be > 0, got {domain.step}")
+            if spec.kind == "int" and not float(domain.step).is_integer():
+                raise ValueError(f"{spec.name} is an integer: step must be a whole number, got {domain.step}")
+        if domain.log and domain.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {domain.low}")
     except ValueError as error:
         raise SchemaError(path, str(error)) from None
     return domain
@@ -179,6 +189,9 @@ def _constraints(value: Any, path: str) -> tuple[Constraint, ...]:
     if value is None:
         return ()
     if isinstance(value, Mapping):
+        for key, bounds in value.items():
+            if bounds is not None and not isinstance(bounds, Mapping):
+                raise SchemaError(join(path, key), f"expected {{min, max}}, got {bounds!r}")
         return tuple(
             from_mapping(Constraint, {"metric": k, **(v or {})}, join(path, k)) for k, v in value.items()
         )
@@ -220,18 +233,70 @@ def build_space(data: Mapping[str, Any], source: str = "") -> Space:
         raise SchemaError("", str(error)) from None
 
 
-def load_space(name: str, overrides: Sequence[str] = ()) -> Space:
-    """Read, override (``--set key.path=value``) and validate a space file."""
-    path = resolve_space_path(name)
-    text = path.read_text()
+MAX_FILE_BYTES = 1_000_000  # a space file is a page of settings; anything larger is not one
+MAX_NODES = 100_000  # values after YAML aliases are expanded (an alias bomb expands exponentially)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expanded_size(data: Any, where: str) -> None:
+    """Count the values as Python will walk them (aliases expanded); stop at ``MAX_NODES``."""
+    stack, count = [data], 0
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise SpaceError(
+                f"{where}: more than {MAX_NODES:,} values once YAML aliases are expanded; not a space file"
+            )
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+
+
+def read_space_data(path: Path) -> tuple[dict[str, Any], str]:
+    """The space file's data and text: size-limited, UTF-8, valid YAML with unique keys, a mapping."""
     try:
-        data = yaml.safe_load(text)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SpaceError(
+                f"{path}: {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit of a space file"
+            )
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as error:
+        raise SpaceError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise SpaceError(f"{where}: invalid YAML: {getattr(error, 'problem', error)}") from None
     if not isinstance(data, dict):
         raise SpaceError(f"{path}: a space file must be a mapping of sections")
+    _check_expanded_size(data, str(path))
+    return data, text
+
+
+def load_space(name: str, overrides: Sequence[str] = ()) -> Space:
+    """Read, override (``--set key.path=value``) and validate a space file."""
+    path = resolve_space_path(name)
+    data, text = read_space_data(path)
     data = copy.deepcopy(data)
     for assignment in overrides:
         apply_override(data, assignment)

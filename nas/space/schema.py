@@ -7,6 +7,7 @@ A space file has the sections ``name``, ``model``, ``data``, ``train``, ``operat
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ METRICS: dict[str, str] = {
     "acts": "minimize",
     "latency_ms": "minimize",
 }
+MAX_INPUT_ELEMENTS = 2**26  # per sample (C*H*W): 3 x 4729 x 4729; larger inputs are a typo, not a CNN input
 COST_METRICS = frozenset({"flops", "macs", "params", "training_params", "acts"})
 TRAINED_METRICS = frozenset({"accuracy", "psnr", "ssim", "loss"})  # measured after every epoch of training
 
@@ -43,6 +45,11 @@ class ModelSection:
             raise SchemaError("ref", f"expected FAMILY:CONFIG or package.module:callable, got {self.ref!r}")
         if self.input is not None and any(v <= 0 for v in self.input):
             raise SchemaError("input", f"expected three positive integers, got {list(self.input)}")
+        if self.input is not None and math.prod(self.input) > MAX_INPUT_ELEMENTS:
+            raise SchemaError(
+                "input",
+                f"{list(self.input)} is {math.prod(self.input):,} values per sample, over {MAX_INPUT_ELEMENTS:,}",
+            )
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,12 @@ class TrainSection:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise SchemaError(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise SchemaError("lr", f"must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SchemaError("lr", f"must be a finite number > 0, got {self.lr}")
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise SchemaError(name, f"must be a finite number >= 0, got {value}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise SchemaError("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1) and self.warmup_epochs:
@@ -140,8 +151,8 @@ class ScalingSection:
     factor: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
-        if not self.factor or any(f <= 0 for f in self.factor):
-            raise SchemaError("factor", f"expected positive numbers, got {list(self.factor)}")
+        if not self.factor or any(not (f > 0 and math.isfinite(f)) for f in self.factor):
+            raise SchemaError("factor", f"expected finite positive numbers, got {list(self.factor)}")
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,14 @@ class Constraint:
             raise SchemaError("metric", f"unknown metric {self.metric!r} (known: {', '.join(METRICS)})")
         if self.min is None and self.max is None:
             raise SchemaError("", f"constraint on {self.metric} needs min or max")
+        for name in ("min", "max"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise SchemaError(name, f"must be a finite number, got {value}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise SchemaError(
+                "", f"constraint on {self.metric}: min {self.min:g} > max {self.max:g}, nothing is feasible"
+            )
 
     def violation(self, value: float) -> float:
         """Optuna's convention: <= 0 feasible, > 0 by how much it is violated (relative)."""
@@ -242,8 +261,8 @@ class Space:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the YAML data as loaded
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise SchemaError("name", f"use letters, digits, '_', '-' or '.', got {self.name!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", self.name):
+            raise SchemaError("name", f"use letters, digits, '_', '-' or '.' (not first), got {self.name!r}")
         if not self.objectives:
             raise SchemaError("objectives", "at least one objective is required")
         if self.search.pruner != "none" and len(self.objectives) > 1:
