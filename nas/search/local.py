@@ -20,6 +20,7 @@ import torch
 
 from ..space.schema import Space
 from ..trial import TrialContext, TrialOutcome, run_trial, save_json
+from .baselines import describe_enqueued, enqueue_baselines
 from .early_stopping import STOPPED_AT, EarlyStopped, RungLedger
 from .early_stopping import describe as describe_early_stopping
 from .progress import SearchProgress
@@ -103,12 +104,26 @@ def record_outcome(trial: optuna.Trial, space: Space, outcome: TrialOutcome) -> 
     """Put a finished trial's metrics, constraints and feasibility on its Optuna trial (every backend); returns
     the objective value(s) to tell Optuna."""
     trial.set_user_attr("metrics", _jsonable(outcome.metrics))
+    for key, value in flat_metrics(outcome.metrics).items():  # columns for trials_dataframe() and dashboards
+        trial.set_user_attr(key, value)
     trial.set_user_attr("constraints", outcome.constraints)
     for constraint, violation in zip(space.constraints, outcome.constraints):
         trial.set_constraint(constraint.metric, violation)
     if outcome.state == "infeasible":
         trial.set_user_attr("infeasible", True)
     return outcome.values[0] if len(outcome.values) == 1 else outcome.values
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics (costs, quality, their uncertainties), each one its own user attr."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in RESERVED_ATTRS
+    }
+
+
+RESERVED_ATTRS = frozenset({"metrics", "constraints", "candidate", "infeasible", "error", "baseline"})
 
 
 def record_stopped(trial: optuna.Trial, metrics: dict[str, Any]) -> None:
@@ -147,12 +162,15 @@ def run_local(
     remaining = space.search.trials - finished_count(study)
     context = TrialContext.create(space, threads=_threads_per_trial(space.search.parallel))
     plan = SearchPlan.from_space(space, context.info.input_shape)
+    baselines = enqueue_baselines(study, space, plan)
     progress.start(
         space.search.trials,
         finished_count(study),
         f"{plan.size_summary()}; {context.info.train_size} "
         f"training / {context.info.val_size} validation samples on {context.device}",
     )
+    if baselines:
+        progress.line(describe_enqueued(baselines))
     if retried:
         progress.line(f"retrying interrupted trials {retried}")
     if space.search.early_stopping is not None:
