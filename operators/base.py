@@ -44,6 +44,8 @@ class ConvOperator(nn.Module):
     ``collapse``, and may override ``eligibility``, ``load_conv_weights``, ``extra_loss`` and ``collapsed_bias``.
     The constructor signature is ``nn.Conv2d``'s plus keyword-only operator parameters; subclasses call
     ``super().__init__(in_channels, ..., padding_mode)`` which stores the normalized geometry in ``self.spec``.
+    A conv-shaped weight and bias are made with ``init.conv_parameters`` (``nn.Conv2d``'s initialization) and a
+    replaced conv's copied with ``init.copy_conv_``; a kernel computed from parameters goes through ``derived``.
     """
 
     name: ClassVar[str] = ""

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import torch
-import torch.fx
 from torch import nn
 
 Derived = TypeVar("Derived")  # what is kept: a tensor or a tuple of them
