@@ -139,6 +139,14 @@ def minor_faults_per_call(fn: Callable[[], None], calls: int = 20) -> float | No
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
 
+def elementwise_op_ms(device: torch.device, min_run_time: float) -> float:
+    """One elementwise multiply over as many elements as the dense layer's profiles (2 x 4096 filters x 9 taps x 7
+    cells): what each of the construction's steps pays to be dispatched and, on the CPU, for its parallel region
+    (on a loaded machine a region waits until every thread it wakes gets a core)."""
+    values = torch.rand(2, 4096, 9, 7, device=device)
+    return median_ms(lambda: torch.mul(values, values), min_run_time)
+
+
 def run_setting(
     setting: Setting,
     device: torch.device,
@@ -258,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
         "package": not args.no_package,
         "compile": args.compile,
+        "elementwise_op_ms": elementwise_op_ms(device, args.min_run_time),
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "results": results,
     }
@@ -267,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table(results))
     print(f"kernel construction ms: { {r['name']: r['kernel_ms'] for r in results} }")
     print(f"minor page faults per call: { {r['name']: r['minor_faults_per_call'] for r in results} }")
+    print(f"one elementwise op over the dense layer's profiles: {report['elementwise_op_ms']:.3f} ms")
     print(f"wrote {output}")
 
 

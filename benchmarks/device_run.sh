@@ -25,7 +25,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python -c "import torch, optuna; print('torch', torch.__version__, 'optuna', optuna.__version__)"
 
 step 100 operators python benchmarks/bench_operators.py --device cuda --rounds 7 --budget 3 --out "$OUT/operators_cuda.json"
-step 50 dcls python benchmarks/bench_dcls.py --device cuda --min-run-time 0.5 --rounds 3 --output "$OUT/dcls_cuda.json"
+step 60 dcls python benchmarks/bench_dcls.py --device cuda --min-run-time 0.5 --rounds 3 --output "$OUT/dcls_cuda.json"
+step 300 dcls_compiled python benchmarks/bench_dcls.py --device cuda --compile --settings depthwise_train dense_train_b8 --min-run-time 0.5 --rounds 3 --output "$OUT/dcls_cuda_compiled.json"
 step 80 trial python benchmarks/bench_trial.py --device cuda --trials 6 --out "$OUT/trial_cuda.json"
 step 120 gpu_share python benchmarks/bench_gpu_share.py --trials 8 --out "$OUT/gpu_share_cuda.json"
 step 30 latency python -m nas inspect resnet:ResNet-50 --latency --device cuda --batch-size 32 --dtype bfloat16 --channels-last --json

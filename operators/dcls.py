@@ -211,21 +211,15 @@ class DclsConv2d(ConvOperator):
         """Taps on the replaced kernel's grid cells with its weights (the ``K`` largest by magnitude when
         ``K`` is smaller than the kernel; extra taps keep their random positions with weight 0). Bilinear is
         then exactly the replaced conv; gauss is it blurred by the initial spread."""
-        rows, cols = self.placement
-        (kernel_h, kernel_w), (dilation_h, dilation_w) = self.spec.kernel_size, self.spec.dilation
         device, dtype = self.weight.device, self.weight.dtype
-        tap_rows = (
-            rows.first_tap
-            - window_origin(self.window[0])
-            + dilation_h * torch.arange(kernel_h, device=device)
-        )
-        tap_cols = (
-            cols.first_tap
-            - window_origin(self.window[1])
-            + dilation_w * torch.arange(kernel_w, device=device)
-        )
-        grid_rows = tap_rows.repeat_interleave(kernel_w).to(dtype)  # (kh*kw,)
-        grid_cols = tap_cols.repeat(kernel_h).to(dtype)  # (kh*kw,)
+        geometry = zip(self.placement, self.window, self.spec.kernel_size, self.spec.dilation)
+        offsets = [  # the replaced taps' row and column offsets from the window origin
+            placed.first_tap
+            - window_origin(size)
+            + dilation * torch.arange(kernel, device=device, dtype=dtype)
+            for placed, size, kernel, dilation in geometry
+        ]
+        grid_rows, grid_cols = (t.flatten() for t in torch.meshgrid(*offsets, indexing="ij"))  # (kh*kw,)
         flat = conv.weight.reshape(*conv.weight.shape[:2], -1).to(dtype)  # (O, I/g, kh*kw)
         taps = min(self.kernel_count, flat.shape[-1])
         chosen = flat.abs().topk(taps, dim=-1).indices  # (O, I/g, taps)
@@ -239,17 +233,13 @@ class DclsConv2d(ConvOperator):
     def dense_kernel(self) -> torch.Tensor:
         """The collapsed conv's weight (O, I/groups, kh', kw'): the window's kernel plus any zero margin (built once
         for inference, see ``derived``)."""
+        sources = (self.weight, self.positions, self.spreads, self.grid)
         return self.derived(
-            "kernel", self._build_dense_kernel, self.weight, self.positions, self.spreads, self.grid
+            "kernel", lambda: self._pad(build_kernel(*sources, self.interpolation, self._shape)), *sources
         )
 
-    def _build_dense_kernel(self) -> torch.Tensor:
-        kernel = build_kernel(
-            self.weight, self.positions, self.spreads, self.grid, self.interpolation, self._shape
-        )  # (O, I/g, H, W)
-        if any(self._margin):
-            kernel = F.pad(kernel, self._margin)
-        return kernel
+    def _pad(self, kernel: torch.Tensor) -> torch.Tensor:
+        return F.pad(kernel, self._margin) if any(self._margin) else kernel  # a copy even when all zero
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
         return conv2d(x, self.dense_kernel(), self.bias, self._collapsed)
