@@ -148,7 +148,8 @@ def prepare(space: Space, study_dir: Path, storage_url: str | None = None) -> tu
     """Create or resume the study: write/check the space snapshot, recover interrupted trials."""
     check_or_write_space(space, study_dir)
     storage = open_storage(space, study_dir, storage_url)
-    study = open_study(space, storage, make_sampler(space), make_pruner(space))
+    study = open_study(space, storage, None, make_pruner(space))
+    study.sampler = make_sampler(space, len(study.get_trials(deepcopy=False)))  # a resumed run draws anew
     retried = recover_interrupted(study, space.search.max_retries)
     return study, retried
 
@@ -181,7 +182,10 @@ def run_local(
         return study
     try:
         if space.search.parallel == 1:
-            _optimize(study, space, study_dir, context, plan, progress, remaining)
+            # the budget is the study's: another process on the same study counts too
+            _optimize(
+                study, space, study_dir, context, plan, progress, remaining, stop_at_total=space.search.trials
+            )
         else:
             _optimize_parallel(space, study_dir, storage_url, progress, remaining)
     finally:
@@ -225,18 +229,23 @@ class _StopAtTotal:
             study.stop()
 
 
-def _worker(space: Space, study_dir: str, storage_url: str | None, total: int, threads: int) -> None:
+def _worker(
+    space: Space, study_dir: str, storage_url: str | None, total: int, threads: int, worker: int
+) -> None:
     try:
-        _run_worker(space, study_dir, storage_url, total, threads)
+        _run_worker(space, study_dir, storage_url, total, threads, worker)
     except KeyboardInterrupt:  # the parent reports; the trial was marked interrupted
         pass
 
 
-def _run_worker(space: Space, study_dir: str, storage_url: str | None, total: int, threads: int) -> None:
+def _run_worker(
+    space: Space, study_dir: str, storage_url: str | None, total: int, threads: int, worker: int
+) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     torch.set_num_threads(threads)
     storage = open_storage(space, Path(study_dir), storage_url)
-    study = open_study(space, storage, make_sampler(space), make_pruner(space))
+    study = open_study(space, storage, None, make_pruner(space))
+    study.sampler = make_sampler(space, len(study.get_trials(deepcopy=False)), worker + 1)
     context = TrialContext.create(space, threads=threads)
     plan = SearchPlan.from_space(space, context.info.input_shape)
     remaining = total - finished_count(study)
@@ -252,8 +261,10 @@ def _optimize_parallel(
     total = space.search.trials
     threads = _threads_per_trial(space.search.parallel)
     workers = [
-        ctx.Process(target=_worker, args=(space, str(study_dir), storage_url, total, threads), daemon=False)
-        for _ in range(min(space.search.parallel, remaining))
+        ctx.Process(
+            target=_worker, args=(space, str(study_dir), storage_url, total, threads, index), daemon=False
+        )
+        for index in range(min(space.search.parallel, remaining))
     ]
     for worker in workers:
         worker.start()

@@ -8,10 +8,12 @@ A parameter the space does not list keeps the operator's default.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
 import operators
@@ -84,8 +86,20 @@ def suggest_candidate(trial: optuna.Trial, plan: SearchPlan) -> Candidate:
     return Candidate(float(scale), chosen)
 
 
-def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
-    search = space.search  # constraints reach every sampler through Trial.set_constraint (Optuna 5)
+def sampler_seed(seed: int, *stream: int) -> int:
+    """The seed of one sampler of a study: ``seed`` itself for the first process of a new study, else a seed
+    derived from (seed, *stream) (``stream``: trials already in the study, worker index), so parallel workers,
+    a second process joining a running study and a resumed run each draw their own, reproducible, candidates.
+    (Two processes started at the same instant on one study see the same trials and draw alike.)"""
+    if not any(stream):
+        return seed
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0])
+
+
+def make_sampler(space: Space, *stream: int) -> optuna.samplers.BaseSampler:
+    """The space's sampler, seeded with ``sampler_seed(search.seed, *stream)``."""
+    search = dataclasses.replace(space.search, seed=sampler_seed(space.search.seed, *stream))
+    # constraints reach every sampler through Trial.set_constraint (Optuna 5)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
     if search.sampler == "nsga2":
