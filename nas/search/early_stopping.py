@@ -7,7 +7,8 @@ the training metrics as measured after that epoch, the costs exact from the star
 all the trials that reached the rung before it: non-dominated sorting, ties inside a front broken by crowding
 distance (larger first, as NSGA-II). The trial goes on if it ranks in the top ``ceil(n / reduction_factor)`` of
 those ``n`` points (itself included, and ahead of any point it ties with), so the first trial at a rung always goes
-on. With one objective this is ASHA's stopping rule.
+on. With one objective this is ASHA's stopping rule. As in any asynchronous scheme, two trials that reach a rung
+at the same moment (parallel workers) may each be ranked without the other.
 
 The ledger of rung results lives in the study itself, as a user attr ``rung_<epoch>`` of each trial
 (``{"point": [...], "decision": "continue" | "stop", "rank", "among", "keep"}``), written through the study's
