@@ -109,12 +109,15 @@ def _resize(images: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 
 class TrialLog:
-    def __init__(self, path: Path | None, echo: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, path: Path | None, echo: Callable[[str], None] | None = None, append: bool = False
+    ) -> None:
         self.path, self.echo = path, echo
         self.started = time.perf_counter()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("")
+            if not append or not path.exists():
+                path.write_text("")
 
     def __call__(self, message: str) -> None:
         line = f"[{time.perf_counter() - self.started:7.2f}s] {message}"
@@ -166,14 +169,17 @@ def run_trial(
     on_epoch: EpochReporter | None = None,
     echo: Callable[[str], None] | None = None,
     checkpoint: TrainCheckpoint | None = None,
+    initialize: Callable[[torch.nn.Module], None] | None = None,
 ) -> TrialOutcome:
     """Run one candidate; raises on failure (the backend records it) after writing the reason to the log.
-    ``checkpoint``: resume training from (and save to) it, see ``nas.train.train``."""
-    log = TrialLog(trial_dir / "log.txt" if trial_dir else None, echo)
+    ``checkpoint``: resume training from (and save to) it, see ``nas.train.train``; the log then keeps what an
+    interrupted attempt wrote. ``initialize(module)``: called on the built model before training (e.g. to load
+    weights; a checkpoint's state replaces them)."""
+    log = TrialLog(trial_dir / "log.txt" if trial_dir else None, echo, append=checkpoint is not None)
     if trial_dir is not None:
         save_json(trial_dir / "candidate.json", candidate.to_dict())
     try:
-        return _run(context, candidate, trial_dir, on_epoch, log, checkpoint)
+        return _run(context, candidate, trial_dir, on_epoch, log, checkpoint, initialize)
     except BaseException as error:
         stopped = isinstance(error, StopTraining)
         log(f"stopped: {error}" if stopped else f"failed: {type(error).__name__}: {error}")
@@ -187,10 +193,13 @@ def _run(
     on_epoch: EpochReporter | None,
     log: TrialLog,
     checkpoint: TrainCheckpoint | None = None,
+    initialize: Callable[[torch.nn.Module], None] | None = None,
 ) -> TrialOutcome:
     space = context.space
     log(f"candidate: scale {candidate.scale}, {candidate.operator_mix() or 'no operators'}")
     built = build_candidate(space, candidate, space.train.seed, context.info.input_shape)
+    if initialize is not None:
+        initialize(built.module)
     if built.rewrite is not None:
         log(f"rewritten {len(built.rewrite.rewritten)} convs; skipped {len(built.rewrite.skipped)}")
         for node, reason in built.rewrite.skipped.items():

@@ -20,6 +20,7 @@ COMMANDS = {
     "ops": "ops_cmd",
     "scale": "scale_cmd",
     "search": "search_cmd",
+    "train": "train_cmd",
     "validate": "validate_cmd",
     "report": "report_cmd",
     "export": "export_cmd",
