@@ -24,6 +24,7 @@ examples:
   nas export --study studies/convops --trial 12 --out t12.pt --onnx
   nas export --study studies/convops --best accuracy --out acc.pt --json
   nas export --study studies/convops --pareto-rank 2 --out second.pt --no-fold-bn
+  nas export --run studies/convops/runs/trial7-flops8M --out model.pt   a model trained by `nas train`
   nas export compact:ConvOps-S --op weighted:density=0.8 --out w.pt          random initialization
   nas export regnet:RegNetY-400MF --scale 4 --rule dWr --weights w.pt --out big.pt
   nas inspect best.pt [--latency]                                  read an export back
@@ -32,6 +33,7 @@ Writes OUT (TorchScript, metadata in the extra file nas.json) and OUT's .pt2 (to
 loads both in a fresh Python process in which this project cannot be imported and compares them with the
 unexported model in eval mode: exit 1 when max |diff| exceeds 1e-4 x the output scale.
 Load with torch alone: torch.jit.load("best.pt"); a TorchScript file is code: load only files you trust.
+The metadata's "preprocessing" says what to do to an image first (resize, channels, mean/std, value range).
 """
 
 
@@ -48,6 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "model",
         nargs="?",
         help="a model reference (FAMILY:CONFIG or package.module:callable) instead of --study",
+    )
+    parser.add_argument(
+        "--run",
+        dest="run_dir",
+        metavar="DIR",
+        help="a run directory written by `nas train` instead of --study",
     )
     parser.add_argument("--out", required=True, metavar="FILE.pt", help="the TorchScript file to write")
     study = parser.add_argument_group("from a study")
@@ -105,11 +113,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    if bool(args.model) == bool(args.study):
+    if sum(bool(source) for source in (args.model, args.study, args.run_dir)) != 1:
         raise NasError(
-            "give either a MODEL reference or --study DIR (e.g. nas export --study studies/convops --out best.pt)"
+            "give either a MODEL reference or --study DIR (or --run DIR, a `nas train` run), e.g. nas export "
+            "--study studies/convops --out best.pt"
         )
-    if args.study:
+    if args.run_dir:
+        given = [
+            f"--{n.replace('_', '-')}"
+            for n in ("trial", "best", "pareto_rank", "storage", "op", "scale", "rule", "weights")
+            if getattr(args, n) is not None
+        ]
+        if given or args.model_args or args.input or args.leaf:
+            raise NasError(
+                f"{', '.join(given) or '--arg/--input/--leaf'}: not with --run (a run is one model)"
+            )
+    elif args.study:
         given = [
             f"--{n.replace('_', '-')}"
             for n in ("op", "scale", "rule", "weights")
@@ -134,7 +153,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import ExportOptions, VerificationError, export_trial
+    from ..export import ExportOptions, VerificationError, export_run, export_trial
     from ..latency import LatencySettings
 
     _check_arguments(args)
@@ -150,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
     )
     options = ExportOptions(out=Path(args.out), fold_bn=not args.no_fold_bn, onnx=args.onnx, latency=latency)
     try:
-        if args.study:
+        if args.run_dir:
+            result = export_run(Path(args.run_dir), options)
+        elif args.study:
             result = export_trial(
                 Path(args.study),
                 options,
@@ -217,6 +238,8 @@ def _print(data: dict[str, Any]) -> None:
     meta = data["metadata"]
     if meta["source"] == "study":
         what = f"trial {meta['trial']} of {meta['study']} ({meta['selected_by']})"
+    elif meta["source"] == "run":
+        what = f"run {meta['run']}"
     else:
         what = meta["model"] + (f" with {meta['operator']['name']}" if meta.get("operator") else "")
     console.print(f"exported {what} -> {data['out']}", highlight=False)
@@ -235,6 +258,8 @@ def _print(data: dict[str, Any]) -> None:
         f"  costs of the exported graph: {_costs_line(meta['costs'], meta['folded_batchnorms'])}",
         highlight=False,
     )
+    if meta.get("preprocessing"):
+        console.print(f"  preprocessing: {'; '.join(meta['preprocessing']['steps'])}", highlight=False)
     if "max_abs_diff" in data:
         cases = sorted({case for diffs in data["diffs"].values() for case in diffs})
         verdict = "ok" if data["passed"] else "FAILED"
@@ -283,6 +308,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     for key in (
         "model",
         "space",
+        "run",
         "trial",
         "selected_by",
         "candidate",
@@ -292,6 +318,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         "weights",
         "task",
         "class_names",
+        "preprocessing",
         "fold_bn",
         "folded_batchnorms",
         "collapsed_operators",
@@ -328,6 +355,8 @@ def _short(value: Any, key: str = "") -> str:
             )
             or "all conv"
         )
+    elif key == "preprocessing" and isinstance(value, dict):
+        return "; ".join(value.get("steps", [])) + f"; output: {value.get('output')}"
     elif isinstance(value, dict):
         text = ", ".join(f"{k}={_short(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
     elif isinstance(value, list):

@@ -15,6 +15,7 @@ examples:
   nas report --study studies/convops
   nas report --study studies/convops --json > report.json
   nas report --study studies/convops --no-plots
+  nas report --run studies/convops/runs/trial7-flops8M    a model trained by `nas train`
 
 Writes report.html (Pareto front, optimization history, parameter importances; works offline) and one PNG
 per plot into the study directory.
@@ -29,9 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--study", required=True, metavar="DIR", help="the study directory (e.g. studies/convops)"
-    )
+    parser.add_argument("--study", metavar="DIR", help="the study directory (e.g. studies/convops)")
+    parser.add_argument("--run", dest="run_dir", metavar="DIR", help="a run directory written by `nas train`")
     parser.add_argument(
         "--storage", metavar="URL", help="Optuna storage URL when the study is not in DIR's journal"
     )
@@ -41,8 +41,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import NasError
     from ..search.report import study_report, write_plots
     from ..search.study import load_existing_study
+
+    if bool(args.study) == bool(args.run_dir):
+        raise NasError("give --study DIR or --run DIR")
+    if args.run_dir:
+        from .run_report import report_run
+
+        return report_run(Path(args.run_dir), args.json)
 
     space, study = load_existing_study(Path(args.study), args.storage)
     data = study_report(space, study)

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import NasError
 from ..space.schema import Space
+from .metadata import preprocessing_metadata
 from .pipeline import ExportOptions, ExportResult, export_module
 from .script import first_line
 from .select import select_trial
@@ -86,38 +87,87 @@ def export_trial(
     storage_url: str | None = None,
 ) -> ExportResult:
     """Rebuild the selected trial's model (``nas.candidate.build_candidate``), load ``weights.pt``, export."""
-    from ..candidate import Candidate, build_candidate
-
     selected = select_trial(
         study_dir, trial=trial, best=best, pareto_rank=pareto_rank, storage_url=storage_url
     )
-    space = selected.space
-    data = validation_data(space)
-    candidate = Candidate.from_dict(selected.candidate)
-    built = build_candidate(space, candidate, space.train.seed, data.info.input_shape if data.info else None)
-    recorded = selected.metrics.get("input_shape")
-    if recorded is not None and list(recorded) != list(built.input_shape):
-        raise NasError(
-            f"trial {selected.number}: the rebuilt model takes {list(built.input_shape)}, the trial "
-            f"recorded {list(recorded)}; the space or the code changed since it ran"
-        )
-    load_weights(built.module, selected.weights, f"trial {selected.number}")
-    info = data.info
     metadata = {
         "source": "study",
-        "model": space.model.ref,
-        "model_kwargs": dict(space.model.kwargs),
-        "space": space.name,
         "study": str(study_dir),
         "trial": selected.number,
         "selected_by": selected.reason,
+    }
+    return _export_trained(
+        selected.space,
+        selected.candidate,
+        selected.metrics,
+        selected.weights,
+        f"trial {selected.number}",
+        metadata,
+        options,
+    )
+
+
+def export_run(run_dir: Path, options: ExportOptions) -> ExportResult:
+    """A ``nas train`` run exported like a trial: rebuild its candidate, load its ``weights.pt``, export."""
+    from ..run import load_run
+
+    run = load_run(run_dir)
+    if not run.done or not run.weights.is_file():
+        raise NasError(
+            f"{run_dir}: the run has not finished training (state {run.record.get('state')}); "
+            "run the same `nas train` command again to resume it"
+        )
+    record = run.record
+    metadata = {
+        "source": "run",
+        "run": str(run_dir),
+        "trained_from": record.get("source"),
+        "scaling": {
+            key: record.get(key)
+            for key in ("factor", "rule", "flops_target", "flops", "base_candidate", "init")
+        },
+    }
+    return _export_trained(
+        run.space, run.candidate, run.metrics, run.weights, f"run {run_dir}", metadata, options
+    )
+
+
+def _export_trained(
+    space: Space,
+    candidate_data: dict[str, Any],
+    metrics: dict[str, Any],
+    weights: Path,
+    what: str,
+    source: dict[str, Any],
+    options: ExportOptions,
+) -> ExportResult:
+    """Rebuild a trained candidate (a trial's or a run's), load its weights and export it with its metadata."""
+    from ..candidate import Candidate, build_candidate
+
+    data = validation_data(space)
+    candidate = Candidate.from_dict(candidate_data)
+    built = build_candidate(space, candidate, space.train.seed, data.info.input_shape if data.info else None)
+    recorded = metrics.get("input_shape")
+    if recorded is not None and list(recorded) != list(built.input_shape):
+        raise NasError(
+            f"{what}: the rebuilt model takes {list(built.input_shape)}, it "
+            f"recorded {list(recorded)}; the space or the code changed since it ran"
+        )
+    load_weights(built.module, weights, what)
+    info = data.info
+    metadata = {
+        **source,
+        "model": space.model.ref,
+        "model_kwargs": dict(space.model.kwargs),
+        "space": space.name,
         "objectives": {o.metric: o.direction for o in space.objectives},
-        "candidate": selected.candidate,
-        "metrics": selected.metrics,
+        "candidate": candidate_data,
+        "metrics": metrics,
         "dataset": space.data.name,
         "task": info.task if info else None,
         "num_classes": info.num_classes if info else None,
         "class_names": list(info.class_names) if info and info.class_names else None,
+        "preprocessing": preprocessing_metadata(info, tuple(built.input_shape)),
     }
     batch = _at_input_shape(data.batch, tuple(built.input_shape))
     result = export_module(built.module, built.input_shape, metadata, options, batch)

@@ -97,6 +97,52 @@ print(json.dumps(report))
 """
 
 
+BOOTSTRAP = r"""
+import importlib.abc, importlib.util, json, runpy, sys
+
+config = json.loads(open(sys.argv[1]).read())
+sys.path.extend(config["paths"])
+BLOCKED = tuple(config["blocked"])
+
+
+class HideProject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError("No module named %r" % name, name=name)
+        return None
+
+
+if any(importlib.util.find_spec(name) is not None for name in BLOCKED):
+    sys.meta_path.insert(0, HideProject())
+sys.argv = [config["script"], *config["args"]]
+runpy.run_path(config["script"], run_name="__main__")
+"""
+
+
+def run_without_project(
+    script: Path, args: list[str], cwd: Path, timeout: float = 300.0
+) -> subprocess.CompletedProcess:
+    """Run a Python file in the fresh process the verification uses (``python -I -S``, torch's directories on
+    the path, this project's packages not importable) with ``args`` and ``cwd``; its output is captured."""
+    with tempfile.TemporaryDirectory(prefix="nas-isolated-") as folder:
+        config = Path(folder) / "config.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "paths": search_paths(),
+                    "blocked": list(PROJECT_PACKAGES),
+                    "script": str(Path(script).resolve()),
+                    "args": list(args),
+                }
+            )
+        )
+        (Path(folder) / "bootstrap.py").write_text(BOOTSTRAP)
+        command = [sys.executable, "-I", "-S", str(Path(folder) / "bootstrap.py"), str(config)]
+        return subprocess.run(
+            command, cwd=cwd, env=_environment(), capture_output=True, text=True, timeout=timeout
+        )
+
+
 class VerificationError(RuntimeError):
     """The exported files could not be loaded or run without the project."""
 
