@@ -1,10 +1,10 @@
-"""The two tiers (tests/conftest.py): what is placed in ``integration`` and what stays in the fast tier."""
+"""The two tiers (tests/tiers.py, tests/conftest.py): what is placed in ``integration`` and what stays in the fast tier."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import INTEGRATION, TESTS, integration_reason
+from tiers import INTEGRATION, TESTS, integration_reason
 
 
 def test_paths_functions_and_the_fast_tier():
