@@ -16,16 +16,17 @@ infeasible) is computed, exactly (2-D: sort and sum rectangles), in a normalized
 minimized (``normalization``):
 
 - cost ``c = (log10 cost - log10 lo) / (log10 hi - log10 lo)``, ``lo``/``hi`` the smallest and largest cost of the
-  feasible candidates sampled by the large random run (costs are known before training);
+  feasible candidates sampled by every run reported (costs are known before training, trained or not);
 - quality as a loss ``e`` (``1 - accuracy``, ``-psnr`` in dB, ``1 - ssim``, ``loss``), ``q = (e - ideal) /
-  (ref - ideal)``: ``ideal`` the best ``e`` on the large random run's front, ``ref`` its worst (the cheapest
-  front model) plus 10% of that range;
+  (ref - ideal)``: ``ideal`` the best ``e`` of any trained trial of those runs, ``ref`` the worst ``e`` on the
+  front of all of them together (its cheapest model) plus 10% of that range;
 - reference point (1, 1). Points beyond it add nothing; nothing is clipped otherwise.
 
 Ratios between hypervolumes depend only on the reference point (in the metrics' own units) and the log of the
-cost: the bounds are stated in the JSON and the README. The large random run (``--large-random-trials``, seed
+cost; the bounds are written to the JSON. The large random run (``--large-random-trials``, seed
 ``--large-random-seed``) is cached as its trial points in ``results/search_<space>_large_random.json`` and reused
-while the space's settings (other than ``search.*``) are unchanged.
+while the space's settings (other than ``search.*``) are unchanged; ``--skip-large-random`` leaves it out (and
+its ratio) unless cached.
 
     python benchmarks/bench_search.py --space convops.yaml [--seeds 0 1 2] [--trials N] [--es-trials N]
         [--large-random-trials 120] [--work-dir studies/bench_search] [--strategies random tpe tpe_es]
@@ -141,17 +142,19 @@ def trial_points(space, study: optuna.Study, study_dir: Path) -> list[dict[str, 
 
 
 # -- normalization --------------------------------------------------------------------------------------------
-def normalization(space, large_points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bounds fixed per space from the large random run (see the module docstring)."""
+def normalization(space, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bounds from the trial points of every run reported (see the module docstring)."""
     from nas.search.baselines import cost_objective, quality_objective
 
     quality_metric, _ = quality_objective(space)
-    costs = [p["cost"] for p in large_points if p["kind"] != "infeasible" and p["cost"]]
+    costs = [p["cost"] for p in points if p["kind"] != "infeasible" and p["cost"]]
     trained = [
-        (p["cost"], as_loss(quality_metric, p["quality"])) for p in large_points if p["kind"] == "trained"
+        (p["cost"], as_loss(quality_metric, p["quality"]))
+        for p in points
+        if p["kind"] == "trained" and p["cost"] and p["quality"] is not None
     ]
     if not costs or not trained:
-        raise SystemExit("the large random run has no trained feasible trial to normalize by")
+        raise SystemExit("no trained feasible trial to normalize by")
     ideal = min(e for _, e in trained)
     worst_on_front = max(e for _, e in front(trained))
     spread = worst_on_front - ideal
@@ -167,7 +170,9 @@ def normalization(space, large_points: list[dict[str, Any]]) -> dict[str, Any]:
         "loss_ideal": ideal,
         "loss_reference": worst_on_front + REFERENCE_MARGIN * (spread if spread > 0 else abs(ideal) or 1.0),
         "reference_point": [1.0, 1.0],
-        "source": "the large random run: cost bounds over its feasible candidates, quality over its front",
+        "source": "every run reported (large random included): cost over feasible candidates, quality over the"
+        " trained trials and their joint front",
+        "trial_points": len(points),
     }
 
 
@@ -209,18 +214,22 @@ def strategy_overrides(strategy: str, space_file: str, extra: list[str]) -> list
 
 
 def run_study(space_file: str, overrides: list[str], study_dir: Path, dry: bool):
-    """Run (or resume, or only open) one study; returns (space, study)."""
+    """Run (or resume, or only open) one study; returns (space, study). A study of other settings than the
+    space file has now (``search.*`` aside) is refused."""
     from nas.search.local import run_local
     from nas.search.progress import SearchProgress
     from nas.search.study import load_existing_study
     from nas.space import load_space
 
+    space = load_space(space_file, overrides)
     if not dry:
-        space = load_space(space_file, overrides)
         progress = SearchProgress(space.name, [o.metric for o in space.objectives], live=False)
         print(f"== {study_dir}: {' '.join(overrides)}", flush=True)
         run_local(space, study_dir, progress)
-    return load_existing_study(study_dir)
+    held, study = load_existing_study(study_dir)
+    if fingerprint(held) != fingerprint(space):  # one report never mixes two versions of a space
+        raise SystemExit(f"{study_dir} holds a study of other settings than {space_file} has now: remove it")
+    return held, study
 
 
 def run_wall_seconds(study: optuna.Study) -> float:
@@ -243,15 +252,18 @@ def fingerprint(space) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def large_random(args, space, work: Path) -> dict[str, Any]:
-    """The reference run's trial points: from the cache if it matches, else run (resumable) and cached."""
+def large_random(args, space, work: Path) -> dict[str, Any] | None:
+    """The reference run's trial points: from the cache if it matches, else run (resumable) and cached; None
+    with --skip-large-random and no matching cache."""
     path = args.results_dir / f"search_{space.name}_large_random.json"
     if path.exists():
         cached = json.loads(path.read_text())
         if cached["fingerprint"] == fingerprint(space) and cached["trials"] >= args.large_random_trials:
             print(f"large random run: cached in {path.name} ({cached['trials']} trials)", flush=True)
             return cached
-        print(f"large random run: {path.name} is for other settings, running again", flush=True)
+        print(f"large random run: {path.name} is for other settings", flush=True)
+    if args.skip_large_random:
+        return None
     overrides = [
         *args.set,
         "search.sampler=random",
@@ -282,7 +294,7 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(runs: list[dict[str, Any]], large_hv: float, default: str | None) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], large_hv: float | None, default: str | None) -> dict[str, Any]:
     by = {}
     for run in runs:
         by.setdefault(run["strategy"], []).append(run)
@@ -302,7 +314,7 @@ def summarize(runs: list[dict[str, Any]], large_hv: float, default: str | None) 
     full = {r["seed"]: r for r in by.get("tpe", [])}
     fractions = []
     for run in by.get("tpe_es", []):
-        if run["seed"] not in full:
+        if run["seed"] not in full or full[run["seed"]]["final_hv"] <= 0:  # nothing to reach
             continue
         reference = full[run["seed"]]
         reached = epochs_to_reach(run["trajectory"], reference["final_hv"])
@@ -325,7 +337,11 @@ def summarize(runs: list[dict[str, Any]], large_hv: float, default: str | None) 
     return summary
 
 
-def print_table(summary: dict[str, Any], large: dict[str, Any], large_hv: float) -> None:
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(summary: dict[str, Any], large: dict[str, Any] | None, large_hv: float | None) -> None:
     print(
         "\n| strategy | runs | final HV (median, min-max) | epochs (median) | wall s (median) | HV / large random |"
     )
@@ -334,11 +350,13 @@ def print_table(summary: dict[str, Any], large: dict[str, Any], large_hv: float)
         print(
             f"| {strategy} | {row['runs']} | {row['final_hv_median']:.4f} ({row['final_hv_min']:.4f}-"
             f"{row['final_hv_max']:.4f}) | {row['epochs_median']:g} | {row['wall_s_median']:.0f} | "
-            f"{row['hv_over_large_random_median']:.3f} |"
+            f"{_fmt(row['hv_over_large_random_median'], '.3f')} |"
         )
-    print(
-        f"| large random ({large['trials']} trials) | 1 | {large_hv:.4f} | {large['epochs']} | {large['wall_s']:.0f} | 1 |"
-    )
+    if large:
+        print(
+            f"| large random ({large['trials']} trials) | 1 | {large_hv:.4f} | {large['epochs']} | "
+            f"{large['wall_s']:.0f} | 1 |"
+        )
     es = summary.get("es_reaches_tpe_final")
     if es:
         per_seed = ", ".join(
@@ -358,7 +376,9 @@ def print_table(summary: dict[str, Any], large: dict[str, Any], large_hv: float)
         )
 
 
-def plot(path: Path, runs: list[dict[str, Any]], large: dict[str, Any], large_hv: float, title: str) -> None:
+def plot(
+    path: Path, runs: list[dict[str, Any]], large: dict[str, Any] | None, large_hv: float | None, title: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,13 +392,9 @@ def plot(path: Path, runs: list[dict[str, Any]], large: dict[str, Any], large_hv
         label = None if run["strategy"] in labelled else run["strategy"]
         labelled.add(run["strategy"])
         ax.step(xs, ys, where="post", color=COLOURS.get(run["strategy"]), alpha=0.85, label=label)
-    ax.axhline(
-        large_hv,
-        color="black",
-        linestyle="--",
-        linewidth=1,
-        label=f"large random front ({large['trials']} trials, {large['epochs']} epochs)",
-    )
+    if large:
+        label = f"large random front ({large['trials']} trials, {large['epochs']} epochs)"
+        ax.axhline(large_hv, color="black", linestyle="--", linewidth=1, label=label)
     ax.set_xlabel("cumulative training epochs")
     ax.set_ylabel("hypervolume of the trained front (normalized, ref (1, 1))")
     ax.set_title(title)
@@ -422,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-run", action="store_true", help="only read the studies already in --work-dir")
     parser.add_argument(
-        "--skip-large-random", action="store_true", help="only run the strategies' studies (no report)"
+        "--skip-large-random",
+        action="store_true",
+        help="do not run the large random run (use its cache if any)",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON, PNG and cache go")
     args = parser.parse_args(argv)
@@ -434,23 +452,6 @@ def main(argv: list[str] | None = None) -> int:
     trials = args.trials or space.search.trials
     es_trials = args.es_trials or 2 * trials
     work = args.work_dir / space.name
-    if args.skip_large_random:
-        for strategy in args.strategies:
-            for seed in args.seeds:
-                count = es_trials if strategy == "tpe_es" else trials
-                run_study(
-                    args.space,
-                    run_overrides(args, strategy, seed, count),
-                    work / f"{strategy}_seed{seed}",
-                    False,
-                )
-        print("runs finished; no report without the large random run (run again without --skip-large-random)")
-        return 0
-    large = large_random(args, space, work)
-    norm = normalization(space, large["points"])
-    large_hv = hypervolume_2d(
-        [normalize(norm, p["cost"], p["quality"]) for p in large["points"] if p["kind"] == "trained"]
-    )
     runs = []
     for strategy in args.strategies:
         for seed in args.seeds:
@@ -460,22 +461,32 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_run and not study_dir.exists():
                 continue
             run_space, study = run_study(args.space, overrides, study_dir, args.no_run)
-            points = trial_points(run_space, study, study_dir)
-            steps = trajectory(norm, points)
             runs.append(
                 {
                     "strategy": strategy,
                     "seed": seed,
                     "overrides": overrides,
                     "study_dir": str(study_dir),
-                    "trials": len(points),
-                    "epochs": steps[-1]["epochs"] if steps else 0,
-                    "final_hv": steps[-1]["hv"] if steps else 0.0,
+                    "trials": len(study.trials),
                     "wall_s": round(run_wall_seconds(study), 1),
-                    "trajectory": steps,
-                    "points": points,
+                    "points": trial_points(run_space, study, study_dir),
                 }
             )
+    large = large_random(args, space, work)
+    norm = normalization(
+        space, [p for run in runs for p in run["points"]] + (large["points"] if large else [])
+    )
+    large_hv = None
+    if large:
+        trained = [
+            p for p in large["points"] if p["kind"] == "trained" and p["cost"] and p["quality"] is not None
+        ]
+        large_hv = hypervolume_2d([normalize(norm, p["cost"], p["quality"]) for p in trained])
+    for run in runs:
+        steps = trajectory(norm, run["points"])
+        run["epochs"] = steps[-1]["epochs"] if steps else 0
+        run["final_hv"] = steps[-1]["hv"] if steps else 0.0
+        run["trajectory"] = steps
     default = default_strategy(space)
     summary = summarize(runs, large_hv, default)
     print_table(summary, large, large_hv)
@@ -492,11 +503,13 @@ def main(argv: list[str] | None = None) -> int:
             "strategies": {s: strategy_overrides(s, args.space, args.set) for s in args.strategies},
             "overrides": args.set,
             "default_strategy": default,
-            "large_random_trials": large["trials"],
-            "large_random_seed": large["seed"],
+            "large_random_trials": large["trials"] if large else None,
+            "large_random_seed": args.large_random_seed,
         },
         "normalization": norm,
-        "large_random": {k: large[k] for k in ("trials", "seed", "wall_s", "epochs")} | {"hv": large_hv},
+        "large_random": {k: large[k] for k in ("trials", "seed", "wall_s", "epochs")} | {"hv": large_hv}
+        if large
+        else None,
         "summary": summary,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpu_count": __import__("os").cpu_count(),
