@@ -15,6 +15,7 @@ INTEGRATION = {
     "nas/search/test_faults.py": "searches in subprocesses, interrupted and killed",
     "nas/search/test_early_stopping_search.py": "searches in subprocesses",
     "nas/search/test_local_search.py": "whole searches with training",
+    "nas/search/test_parallel_budget.py": "searches in parallel processes on one study",
     "nas/search/test_baselines.py::test_baselines_run_first_once_per_scale_and_survive_resume": "a whole search, resumed",
     "nas/search/test_space.py::test_validate_cli_exit_codes": "nas validate in subprocesses",
     "nas/test_train_run.py": "nas train runs, killed and resumed in subprocesses, exports verified in a fresh process",
