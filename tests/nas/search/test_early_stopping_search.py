@@ -159,3 +159,21 @@ def test_a_kill_neither_loses_nor_repeats_a_rung_decision(tmp_path):
     assert (0, "rung_4") in made or retry.state == TrialState.PRUNED  # the retry decided rung 4 itself
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 2
+
+
+def test_parallel_workers_share_the_ledger(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(tiny_space(name="es", epochs=2, search="{trials: 4, seed: 0}"))
+    space = load_space(str(path), [EARLY, "search.parallel=2"])  # a rung at epoch 1 of 2
+    progress = SearchProgress(space.name, [o.metric for o in space.objectives], live=False, quiet=True)
+    study = run_local(space, tmp_path / "study", progress)
+    trials = study.get_trials()
+    assert len(trials) == 4 and len({t.user_attrs["pid"] for t in trials}) == 2
+    for trial in trials:
+        decision = trial.user_attrs["rung_1"]["decision"]
+        if trial.state == TrialState.PRUNED:
+            assert decision == "stop" and trial.user_attrs["stopped_at_epoch"] == 1
+        else:
+            assert trial.state == TrialState.COMPLETE and decision == "continue"
+    # each worker ran about two trials: a ranking among three or more results saw the other worker's
+    assert max(t.user_attrs["rung_1"]["among"] for t in trials) >= 3
