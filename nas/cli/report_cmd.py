@@ -83,7 +83,8 @@ def print_report(data: dict[str, Any], plots: list[Path] | None = None) -> None:
         table.add_column(column, justify="left" if column in ("state", "operators", "note") else "right")
     for trial in data["trials"]:
         metrics = trial["metrics"]
-        values = trial["values"] or [None] * len(data["objectives"])
+        # a stopped or infeasible trial has no objective values: show what it measured (partial quality, costs)
+        values = trial["values"] or [metrics.get(objective) for objective in data["objectives"]]
         candidate = trial.get("candidate") or {}
         note = trial.get("error", "")
         if trial["number"] in pareto:

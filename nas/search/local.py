@@ -130,6 +130,8 @@ def record_stopped(trial: optuna.Trial, metrics: dict[str, Any]) -> None:
     """Put a trial stopped early (``early_stopping``) on its Optuna trial before it is told PRUNED (every
     backend): its partial metrics (``metrics``, with ``stopped_at_epoch``), ``stopped_at_epoch`` and ``pruned``."""
     trial.set_user_attr("metrics", _jsonable(metrics))
+    for key, value in flat_metrics(metrics).items():
+        trial.set_user_attr(key, value)
     trial.set_user_attr(STOPPED_AT, int(metrics[STOPPED_AT]))
     trial.set_user_attr("pruned", True)
 
