@@ -35,7 +35,7 @@ import operators
 
 from .candidate import Candidate, build_candidate
 from .errors import NasError
-from .space.schema import Space
+from .space.schema import COST_METRICS, Space
 from .trial import TrialContext, TrialOutcome, run_trial, save_json
 
 FORMAT = "nas-run/1"
@@ -239,11 +239,19 @@ def plan_run(
         "rule": rule,
         "flops_target": flops,
         "flops": fit.flops if fit is not None else flops_of(space, candidate, input_shape),
+        "flops_steps": _steps(fit) if fit is not None else None,
         "init": "trial" if init_weights is not None else "scratch",
         "overrides": list(overrides),
         "train_epochs": space.train.epochs,
     }
     return RunRequest(space, candidate, record, init_weights, list(overrides))
+
+
+def _steps(fit: Any) -> list[int | None]:
+    """The evaluated flops nearest the target from below and from above: the rounding's steps around it."""
+    below = [f for f in fit.evaluations.values() if f <= fit.target]
+    above = [f for f in fit.evaluations.values() if f >= fit.target]
+    return [max(below) if below else None, min(above) if above else None]
 
 
 @dataclass
@@ -338,7 +346,14 @@ def train_run(
     epochs: dict[str, Any] = _load_json(directory / EPOCHS_FILE, {})
 
     def note_epoch(epoch: int, metrics: Mapping[str, Any]) -> None:
-        epochs[str(epoch)] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        epochs[str(epoch)] = {  # what the epoch measured; the costs are in metrics.json
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, (int, float))
+            and k not in COST_METRICS
+            and k != "rewritten"
+            and not k.startswith("latency")
+        }
         for later in [
             k for k in epochs if int(k) > epoch
         ]:  # left by an attempt that died after its checkpoint

@@ -226,10 +226,18 @@ def _factor_line(record: dict[str, Any]) -> str:
     if record.get("flops_target"):
         return (
             f"flops target {human(record['flops_target'])}: x{factor:.4g} ({rule}) -> {human(flops)} "
-            f"= {flops / record['flops_target']:.3f} x target (base {human(record['base_flops'])})"
+            f"= {flops / record['flops_target']:.3f} x target{_steps(record)} (base {human(record['base_flops'])})"
         )
     scaled = f"x{factor:g} ({rule})" if not math.isclose(factor, 1.0) else "not scaled"
     return f"{scaled}, flops {human(flops)} (base {human(record['base_flops'])})"
+
+
+def _steps(record: dict[str, Any]) -> str:
+    """', the nearest models 0.71M and 1.21M' (what the rounding allows around the target)."""
+    steps = record.get("flops_steps") or []
+    if len(steps) != 2 or None in steps or steps[0] == steps[1]:
+        return ""
+    return f"; the nearest scaled models have {human(steps[0])} and {human(steps[1])}"
 
 
 def _summary(space: Any, metrics: dict[str, Any], record: dict[str, Any]) -> str:
