@@ -127,7 +127,7 @@ def median_ms(fn: Callable[[], None], min_run_time: float) -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
-def minor_faults_per_call(fn: Callable[[], None], calls: int = 20) -> float | None:
+def minor_faults_per_call(fn: Callable[[], None], calls: int = 5) -> float | None:
     """Pages faulted in per call (the process's minor faults; None where ``resource`` is missing)."""
     try:
         import resource
