@@ -156,6 +156,17 @@ def prepare(space: Space, study_dir: Path, storage_url: str | None = None) -> tu
     return study, retried
 
 
+def announce(
+    progress: SearchProgress, space: Space, study: optuna.Study, summary: str, baselines: list[float]
+) -> None:
+    """The search's first lines (every backend): the budget and the summary, the baselines enqueued, the rungs."""
+    progress.start(space.search.trials, finished_count(study), summary)
+    if baselines:
+        progress.line(describe_enqueued(baselines))
+    if space.search.early_stopping is not None:
+        progress.line(describe_early_stopping(space))
+
+
 def run_local(
     space: Space, study_dir: Path, progress: SearchProgress, storage_url: str | None = None
 ) -> optuna.Study:
@@ -166,18 +177,13 @@ def run_local(
     context = TrialContext.create(space, threads=_threads_per_trial(space.search.parallel))
     plan = SearchPlan.from_space(space, context.info.input_shape)
     baselines = enqueue_baselines(study, space, plan)
-    progress.start(
-        space.search.trials,
-        finished_count(study),
+    summary = (
         f"{plan.size_summary()}; {context.info.train_size} "
-        f"training / {context.info.val_size} validation samples on {context.device}",
+        f"training / {context.info.val_size} validation samples on {context.device}"
     )
-    if baselines:
-        progress.line(describe_enqueued(baselines))
+    announce(progress, space, study, summary, baselines)
     if retried:
         progress.line(f"retrying interrupted trials {retried}")
-    if space.search.early_stopping is not None:
-        progress.line(describe_early_stopping(space))
     if remaining <= 0:
         progress.line(f"all {space.search.trials} trials are finished (raise --trials to run more)")
         progress.stop()

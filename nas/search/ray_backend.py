@@ -49,8 +49,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ..errors import NasError
 from ..space.schema import Space
-from .baselines import describe_enqueued, enqueue_baselines
-from .early_stopping import describe as describe_early_stopping
+from .baselines import enqueue_baselines
+from .local import announce
 from .progress import SearchProgress
 from .ray_context import RECORD_KEY, RayRun, lookup, optuna_number, register, unregister
 from .sampling import SearchPlan, make_sampler
@@ -93,16 +93,11 @@ def run_ray(
         os.chdir(study_dir)
         with _driver_lock(root), ray_session(address) as where:
             _check_resources(space)
-            progress.start(
-                space.search.trials,
-                finished_count(study),
+            summary = (
                 f"{plan.size_summary()}; {info.train_size} training / {info.val_size} validation "
-                f"samples; on {where}, {per_trial} per trial, up to {space.search.parallel} at once",
+                f"samples; on {where}, {per_trial} per trial, up to {space.search.parallel} at once"
             )
-            if baselines:
-                progress.line(describe_enqueued(baselines))
-            if space.search.early_stopping is not None:
-                progress.line(describe_early_stopping(space))
+            announce(progress, space, study, summary, baselines)
             _search(key, plan, root)
     finally:
         progress.stop()
