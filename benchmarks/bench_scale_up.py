@@ -168,7 +168,7 @@ def main() -> None:
             "torch": torch.__version__,
         },
         "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
         ).stdout.strip(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
