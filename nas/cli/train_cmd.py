@@ -16,12 +16,12 @@ from .common import human, print_json
 EXAMPLES = """\
 examples:
   nas train --study studies/convops --trial 7                       trial 7's model, trained from scratch
-  nas train --study studies/convops --trial 7 --flops 8M            scaled (dWr) to about 8M flops
+  nas train --study studies/convops --trial 7 --flops 2M            scaled (dWr) to about 2M flops
   nas train --study studies/convops --trial 7 --factor 4 --epochs 30 --set train.lr=0.003
   nas train --study studies/convops --trial 7 --init trial --epochs 4     continue from the trial's weights
   nas train --space convops.yaml --candidate candidate.json --factor 2    any candidate, without a study
-  nas export --run studies/convops/runs/trial7-flops8M --out model.pt     then export it
-  nas report --run studies/convops/runs/trial7-flops8M
+  nas export --run studies/convops/runs/trial7-flops2M --out model.pt     then export it
+  nas report --run studies/convops/runs/trial7-flops2M
 
 Scaling composes as a factor on the base model: trial 7 at scale s, trained with --factor f, is the space's
 base model scaled by s*f with the space's rule (scaling.rule, default dWr; --rule changes it for a trial at
