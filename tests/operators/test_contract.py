@@ -214,6 +214,11 @@ def test_gradients_reach_every_trainable_parameter(name, params, geometry):
 GRADCHECK_GEOMETRIES = [
     ("small", dict(in_channels=2, out_channels=2, kernel_size=3, padding=1), (1, 2, 5, 5)),
     ("small_dw", dict(in_channels=2, out_channels=2, kernel_size=3, padding=1, groups=2), (1, 2, 5, 5)),
+    (  # where exact orthogonality exists (a circular conv), so mode 'exact' is gradchecked too
+        "small_circular",
+        dict(in_channels=2, out_channels=2, kernel_size=3, padding=1, padding_mode="circular"),
+        (1, 2, 5, 5),
+    ),
 ]
 
 
@@ -255,3 +260,13 @@ def test_from_conv_reuses_plain_weights():
     x = torch.randn(1, 3, 6, 6)
     torch.testing.assert_close(op(x), conv(x))
     assert copy.deepcopy(op).collapse().weight.data_ptr() != op.weight.data_ptr()
+
+
+@pytest.mark.parametrize("name", operators.names())
+def test_every_example_parameter_set_is_eligible_somewhere(name):
+    """The contract tests skip ineligible combinations; this keeps a skip from hiding an operator (or one of its
+    example settings) that no geometry accepts any more."""
+    cls = operators.get(name)
+    for params in cls.example_params:
+        eligible = [g[0] for g in GEOMETRIES if cls.eligibility(ConvSpec.create(**g[1]), **params) is None]
+        assert eligible, f"{name} {params}: no contract geometry is eligible"
