@@ -78,3 +78,18 @@ def human(number: float | int | None) -> str:
         if abs(number) >= scale:
             return f"{number / scale:.2f}{unit}"
     return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+def latency_settings(args: argparse.Namespace) -> Any:
+    """``nas inspect``'s latency options as ``LatencySettings``, or None without ``--latency``."""
+    if not args.latency:
+        return None
+    from ..latency import LatencySettings
+
+    return LatencySettings(
+        device=args.device,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        dtype=args.dtype,
+        channels_last=args.channels_last,
+    )

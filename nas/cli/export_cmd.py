@@ -13,6 +13,7 @@ from .common import (
     add_model_arguments,
     console_for_tables,
     human,
+    latency_settings,
     parse_input_shape,
     parse_operator,
     print_json,
@@ -287,17 +288,8 @@ def is_export(reference: str | None) -> bool:
 def run_inspect(args: argparse.Namespace) -> int:
     """``nas inspect model.pt``: metadata, costs of the exported graph, latency with ``--latency``."""
     from ..export import inspect_export
-    from ..latency import LatencySettings
 
-    latency = None
-    if args.latency:
-        latency = LatencySettings(
-            device=args.device,
-            batch_size=args.batch_size,
-            threads=args.threads,
-            dtype=args.dtype,
-            channels_last=args.channels_last,
-        )
+    latency = latency_settings(args)
     data = inspect_export(Path(args.model), parse_input_shape(args.input) if args.input else None, latency)
     if args.json:
         print_json(data)

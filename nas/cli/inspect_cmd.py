@@ -13,6 +13,7 @@ from .common import (
     add_model_arguments,
     console_for_tables,
     human,
+    latency_settings,
     parse_input_shape,
     parse_operator,
     print_json,
@@ -79,7 +80,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..graph.capture import resolve_leaf_types
     from ..inspection import analyze
-    from ..latency import LatencySettings
     from ..models import parse_model_args
 
     if args.list:
@@ -92,15 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise NasError(
             "a MODEL reference is required (e.g. nas inspect resnet:ResNet-50; nas inspect --list)"
         )
-    latency = None
-    if args.latency:
-        latency = LatencySettings(
-            device=args.device,
-            batch_size=args.batch_size,
-            threads=args.threads,
-            dtype=args.dtype,
-            channels_last=args.channels_last,
-        )
+    latency = latency_settings(args)
     if args.counter == "fvcore":
         require("fvcore", "nas inspect --counter fvcore")
     analysis = analyze(
